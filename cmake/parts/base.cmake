@@ -1,0 +1,4 @@
+# base: the vocabulary every module shares (addresses, CIDRs, logging).
+add_library(sluice_base STATIC src/base/addr.c)
+sluice_unit_test(NAME test_addr SOURCES tests/unit/test_addr.c LIBS sluice_base)
+sluice_fuzz_target(NAME fuzz_addr SOURCE tests/fuzz/fuzz_addr.c LIBS sluice_base)
