@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config   # the build
   clang libclang-rt-14-dev llvm      # libFuzzer targets, clang builds, ASan/UBSan runtimes
+  libmnl-dev libnftables-dev         # Linux sessions: rtnetlink, nftables rules in the namespace
+  nftables iproute2 procps util-linux python3   # e2e tests: inspect namespaces, drive clients
 )
 
 missing=()
