@@ -16,8 +16,9 @@
  *   - nftables table `inet sluice` in it: a nat output chain redirecting TCP (TCP/53 to the DNS
  *     TCP listener, other TCP to the TCP listener) and a mangle prerouting chain sending every
  *     UDP datagram through tproxy (UDP/53 to the DNS UDP listener, other UDP to the UDP
- *     listener); both chains return first for 127.0.0.0/8 and ::1, so loopback traffic inside
- *     the session is never captured;
+ *     listener); DNS (port 53, TCP and UDP) is captured whatever its destination, loopback
+ *     resolvers such as 127.0.0.53 included, then both chains return for 127.0.0.0/8 and ::1,
+ *     so other loopback traffic inside the session is never captured;
  *   - listeners created inside the namespace (127.0.0.1 and ::1); every socket sluice makes
  *     itself (upstream dials) stays in sluice's own namespace.
  */

@@ -270,15 +270,9 @@ static int set_transparent(int fd, int family)
 	return set_int_option(fd, SOL_IPV6, IPV6_TRANSPARENT, 1);
 }
 
-static bool is_loopback(const struct addr *a)
+static bool endpoint_equal(const struct capture_endpoint *a, const struct capture_endpoint *b)
 {
-	static const uint8_t v6_loopback[16] = { [15] = 1 };
-	struct addr plain;
-
-	addr_unmap_v4(a, &plain);
-	if (plain.family == ADDR_V4)
-		return plain.bytes[0] == 127;
-	return memcmp(plain.bytes, v6_loopback, 16) == 0;
+	return a->port == b->port && addr_equal(&a->addr, &b->addr);
 }
 
 /* Binds ep, or the same address with any free port when ep's port is taken. */
@@ -429,28 +423,31 @@ static int generate_ruleset(const struct netns_capture *c, char *buf, size_t siz
 	int families = c->have_ipv6 ? CAPTURE_FAMILIES : 1;
 	struct text t = { .buf = buf, .size = size };
 
+	/* DNS is captured whatever the resolver's address, loopback included (a resolver on
+	 * 127.0.0.53 is then asked from sluice's own namespace); other loopback traffic stays
+	 * inside the session untouched. */
 	text_add(&t, "table inet sluice {\n"
 		     "\tchain output {\n"
-		     "\t\ttype nat hook output priority -100; policy accept;\n"
-		     "\t\tip daddr 127.0.0.0/8 return\n"
-		     "\t\tip6 daddr ::1 return\n");
-	for (int f = 0; f < families; f++) {
+		     "\t\ttype nat hook output priority -100; policy accept;\n");
+	for (int f = 0; f < families; f++)
 		text_add(&t, "\t\tmeta nfproto %s tcp dport 53 redirect to :%u\n", nfproto[f],
 			 (unsigned)l[CAPTURE_DNS_TCP][f].port);
+	text_add(&t, "\t\tip daddr 127.0.0.0/8 return\n"
+		     "\t\tip6 daddr ::1 return\n");
+	for (int f = 0; f < families; f++)
 		text_add(&t, "\t\tmeta nfproto %s meta l4proto tcp redirect to :%u\n", nfproto[f],
 			 (unsigned)l[CAPTURE_TCP][f].port);
-	}
 	text_add(&t, "\t}\n"
 		     "\tchain prerouting {\n"
-		     "\t\ttype filter hook prerouting priority mangle; policy accept;\n"
-		     "\t\tip daddr 127.0.0.0/8 return\n"
-		     "\t\tip6 daddr ::1 return\n");
-	for (int f = 0; f < families; f++) {
+		     "\t\ttype filter hook prerouting priority mangle; policy accept;\n");
+	for (int f = 0; f < families; f++)
 		text_add(&t, "\t\tmeta nfproto %s udp dport 53 tproxy %s:%u accept\n", nfproto[f],
 			 tproxy_to[f], (unsigned)l[CAPTURE_DNS_UDP][f].port);
+	text_add(&t, "\t\tip daddr 127.0.0.0/8 return\n"
+		     "\t\tip6 daddr ::1 return\n");
+	for (int f = 0; f < families; f++)
 		text_add(&t, "\t\tmeta nfproto %s meta l4proto udp tproxy %s:%u accept\n",
 			 nfproto[f], tproxy_to[f], (unsigned)l[CAPTURE_UDP][f].port);
-	}
 	text_add(&t, "\t}\n}\n");
 	return t.overflow ? -ENOSPC : 0;
 }
@@ -591,8 +588,13 @@ static int netns_tcp_original_dst(struct capture *cap, loop_sock accepted,
 	int err;
 
 	(void)cap;
+	struct capture_endpoint local;
+
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		return -errno;
+	err = sockaddr_to_endpoint((struct sockaddr *)&ss, len, &local);
+	if (err)
+		return err;
 	len = sizeof ss;
 	if (ss.ss_family == AF_INET) {
 		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len) < 0)
@@ -608,7 +610,7 @@ static int netns_tcp_original_dst(struct capture *cap, loop_sock accepted,
 		return err;
 	/* A connection made straight to the listener is tracked but not NATed: its "original"
 	 * destination is the listener itself. */
-	return is_loopback(&dst->addr) ? -ENOENT : 0;
+	return endpoint_equal(dst, &local) ? -ENOENT : 0;
 }
 
 static int netns_udp_recv(struct capture *cap, loop_sock listener, void *buf, size_t size,
@@ -652,15 +654,20 @@ static int netns_udp_recv(struct capture *cap, loop_sock listener, void *buf, si
 		if (sockaddr_to_endpoint((struct sockaddr *)&od, (socklen_t)len, orig_dst) == 0)
 			found = true;
 	}
-	if (!found || is_loopback(&orig_dst->addr))
+	/* A datagram sent straight to the listener was not captured: its original destination
+	 * is the listener's own address. */
+	struct sockaddr_storage own;
+	socklen_t own_len = sizeof own;
+	struct capture_endpoint self;
+	if (!found)
+		return -ENOENT;
+	if (getsockname((int)listener, (struct sockaddr *)&own, &own_len) == 0 &&
+	    sockaddr_to_endpoint((struct sockaddr *)&own, own_len, &self) == 0 &&
+	    endpoint_equal(orig_dst, &self))
 		return -ENOENT;
 	return (int)n;
 }
 
-static bool endpoint_equal(const struct capture_endpoint *a, const struct capture_endpoint *b)
-{
-	return a->port == b->port && addr_equal(&a->addr, &b->addr);
-}
 
 /* Creates a reply socket bound to `from` inside the session namespace. */
 static int make_reply_socket(struct netns_capture *c, const struct capture_endpoint *from)

@@ -218,6 +218,13 @@ check "udp [2001:db8::3]:4433" "UDP ORIG [2001:db8::3]:4433 from [2001:db8::3]:4
 	"$("$probe" -- python3 "$client" udp 2001:db8::3 4433 1)"
 check "udp [2001:db8::53]:53 (DNS)" "DNS UDP ORIG [2001:db8::53]:53 from [2001:db8::53]:53" \
 	"$("$probe" -- python3 "$client" udp 2001:db8::53 53 1)"
+check "udp 127.0.0.53:53 (a loopback resolver is still captured)" \
+	"DNS UDP ORIG 127.0.0.53:53 from 127.0.0.53:53" \
+	"$("$probe" -- python3 "$client" udp 127.0.0.53 53 1)"
+check "tcp 127.0.0.1:53 (a loopback resolver over TCP is still captured)" \
+	"DNS TCP ORIG 127.0.0.1:53" "$("$probe" -- python3 "$client" tcp 127.0.0.1 53)"
+check "udp [::1]:53 (a loopback resolver is still captured)" "DNS UDP ORIG [::1]:53 from [::1]:53" \
+	"$("$probe" -- python3 "$client" udp ::1 53 1)"
 check "udp to more destinations than reply sockets are cached" "71 of 71" \
 	"$("$probe" -- python3 "$client" udpmany 70)"
 # With every listener preferring port 5353, TCP and DNS TCP (and UDP and DNS UDP) cannot share
