@@ -26,15 +26,16 @@ sluice: build/CMakeCache.txt
 deps:
 	@scripts/deps.sh
 
+# Unit tests, and the end-to-end tests in private network namespaces (root only).
 unit: deps sluice
-	$(CTEST) --test-dir build -L unit $(CTEST_FLAGS)
+	$(CTEST) --test-dir build -L '^(unit|e2e)$$' $(CTEST_FLAGS)
 
 build-asan/CMakeCache.txt:
 	CC=clang $(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
 
 asan: deps build-asan/CMakeCache.txt
 	$(CMAKE) --build build-asan -j$(JOBS)
-	$(CTEST) --test-dir build-asan -L unit $(CTEST_FLAGS)
+	$(CTEST) --test-dir build-asan -L '^(unit|e2e)$$' $(CTEST_FLAGS)
 
 build-fuzz/CMakeCache.txt:
 	CC=clang $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null

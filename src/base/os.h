@@ -1,0 +1,14 @@
+/* os.h — the little that sluice asks of the operating system besides sockets and processes. */
+#ifndef SLUICE_BASE_OS_H
+#define SLUICE_BASE_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Unix time in milliseconds (UTC), for audit events. */
+int64_t os_wall_ms(void);
+
+/* Fills buf with n bytes from the OS's random source. Returns 0 or a negative errno. */
+int os_random(void *buf, size_t n);
+
+#endif

@@ -1,0 +1,731 @@
+/* dns_proxy.c — DNS queries of the session: parse, decide, answer NXDOMAIN or forward. */
+#include "proxy/dns_proxy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "base/log.h"
+#include "base/net.h"
+#include "capture/capture.h"
+#include "policy/dns_map.h"
+#include "policy/policy.h"
+#include "proxy/dns_msg.h"
+
+/* Datagrams read per listener wake-up. */
+#define UDP_BURST 32
+/* Longest exe path asked of the peer_process hook. */
+#define EXE_MAX 512
+/* A TCP frame: the 2-byte length and the largest message. */
+#define FRAME_MAX (2 + DNS_MESSAGE_MAX)
+
+/* What one query became; filled in as it goes, written as its `dns` event once. */
+struct query_info {
+	char *qname;         /* presentation form, owned */
+	uint16_t qtype;
+	struct policy_verdict verdict;
+	bool refused;        /* not a host name: refused before policy */
+	struct addr resolver;
+	uint16_t resolver_port;
+	int64_t pid;
+	char *exe;           /* owned, or NULL */
+};
+
+/* A UDP query forwarded upstream, waiting for its answer. */
+struct pending {
+	struct dns_proxy *proxy;
+	struct pending *prev, *next;
+	loop_sock sock; /* connected to the resolver */
+	struct loop_io io;
+	struct loop_timer timer;
+	struct capture_endpoint client, asked;
+	struct dns_question question;
+	uint16_t id;
+	struct query_info info;
+};
+
+enum tcp_state {
+	TCP_READ_QUERY,
+	TCP_FORWARD,     /* the query is going to, and the answer coming from, the resolver */
+	TCP_WRITE_REPLY,
+};
+
+/* A DNS-over-TCP connection from the session; one query at a time. */
+struct tcp_conn {
+	struct dns_proxy *proxy;
+	struct tcp_conn *prev, *next;
+	enum tcp_state state;
+	loop_sock client, upstream;
+	struct loop_io client_io, upstream_io;
+	struct loop_timer timer;
+	struct capture_endpoint peer, asked;
+	bool upstream_connected;
+	struct dns_question question;
+	struct query_info info;
+	size_t in_len;           /* bytes in `in` (from the client) */
+	size_t up_out_len, up_out_off;
+	size_t up_in_len;
+	size_t out_len, out_off; /* reply to the client */
+	uint8_t in[FRAME_MAX];
+	uint8_t up_out[FRAME_MAX];
+	uint8_t up_in[FRAME_MAX];
+	uint8_t out[FRAME_MAX];
+};
+
+struct udp_listener {
+	struct dns_proxy *proxy;
+	struct loop_io io;
+};
+
+struct tcp_listener {
+	struct dns_proxy *proxy;
+	struct loop_io io;
+};
+
+struct dns_proxy {
+	struct dns_proxy_config cfg;
+	struct udp_listener udp[CAPTURE_FAMILIES];
+	struct tcp_listener tcp[CAPTURE_FAMILIES];
+	struct pending *pending;
+	size_t n_pending;
+	struct tcp_conn *tcp_conns;
+	size_t n_tcp;
+	struct dns_proxy_stats stats;
+	uint8_t buf[DNS_MESSAGE_MAX];
+	struct dns_message msg; /* scratch: large, so not on the stack */
+	struct dns_message reply;
+};
+
+static char *dup_text(const char *text)
+{
+	size_t n = strlen(text) + 1;
+	char *copy = malloc(n);
+	if (copy)
+		memcpy(copy, text, n);
+	return copy;
+}
+
+static uint32_t timeout_ms(const struct dns_proxy *p)
+{
+	return p->cfg.timeout_ms ? p->cfg.timeout_ms : DNS_PROXY_TIMEOUT_MS;
+}
+
+static void info_free(struct query_info *info)
+{
+	free(info->qname);
+	free(info->exe);
+	memset(info, 0, sizeof *info);
+}
+
+/* Fills info from a parsed query: name, type, process, decision. */
+static void decide(struct dns_proxy *p, const struct dns_message *q, int proto,
+		   const struct capture_endpoint *src, const struct capture_endpoint *asked,
+		   struct query_info *info)
+{
+	char lower[DNS_NAME_TEXT_MAX], shown[DNS_NAME_TEXT_MAX];
+	dns_name_format(&q->question.name, DNS_NAME_LOWER, lower, sizeof lower);
+	dns_name_format(&q->question.name, DNS_NAME_PRESENTATION, shown, sizeof shown);
+	info->qname = dup_text(shown);
+	info->qtype = q->question.qtype;
+	if (p->cfg.peer_process) {
+		char exe[EXE_MAX] = "";
+		int64_t pid = p->cfg.peer_process(p->cfg.ctx, proto, &src->addr, src->port,
+						  &asked->addr, asked->port, exe, sizeof exe);
+		info->pid = pid > 0 ? pid : 0;
+		info->exe = pid > 0 && exe[0] ? dup_text(exe) : NULL;
+	}
+	if (!q->question.name.hostname || q->question.qclass != DNS_CLASS_IN) {
+		info->refused = true;
+		info->verdict.action = POLICY_DENY;
+		return;
+	}
+	info->verdict = policy_decide_dns(p->cfg.policy, lower);
+}
+
+/* Writes the query's `dns` event; `answer` is the parsed upstream answer or NULL. */
+static void log_query(struct dns_proxy *p, const struct query_info *info,
+		      const struct dns_message *answer, const char *error)
+{
+	char rule[POLICY_RULE_LABEL_MAX];
+	struct addr addrs[DNS_MAX_ANSWERS];
+	size_t n = 0;
+
+	if (!p->cfg.audit)
+		return;
+	if (answer)
+		for (size_t i = 0; i < answer->n_answers; i++)
+			if (answer->answers[i].type != DNS_TYPE_CNAME)
+				addrs[n++] = answer->answers[i].address;
+	policy_verdict_label(&info->verdict, rule, sizeof rule);
+	struct audit_dns ev = {
+		.meta = {
+			.time_ms = p->cfg.wall_ms ? p->cfg.wall_ms(p->cfg.ctx) : 0,
+			.pid = info->pid,
+			.exe = info->exe,
+		},
+		.qname = info->qname ? info->qname : "?",
+		.qtype = info->qtype,
+		.decision = info->verdict.action == POLICY_ALLOW ? AUDIT_ALLOW : AUDIT_DENY,
+		.rule = info->refused ? NULL : rule,
+		.answers = addrs,
+		.n_answers = n,
+		.resolver = info->resolver,
+		.resolver_port = info->resolver_port,
+		.error = info->refused ? "not a host name" : error,
+	};
+	audit_log_dns(p->cfg.audit, &ev);
+}
+
+static void print_denial(struct dns_proxy *p, const struct query_info *info)
+{
+	char rule[POLICY_RULE_LABEL_MAX], type[16];
+	if (p->cfg.quiet)
+		return;
+	dns_type_format(info->qtype, type, sizeof type);
+	if (info->refused) {
+		log_error("refused dns %s (%s): not a host name", info->qname ? info->qname : "?",
+			  type);
+		return;
+	}
+	policy_verdict_label(&info->verdict, rule, sizeof rule);
+	log_error("denied dns %s (%s) by %s", info->qname ? info->qname : "?", type, rule);
+}
+
+/* The resolver a query goes to: the configured upstream, or the one the application asked. */
+static void pick_resolver(const struct dns_proxy *p, const struct capture_endpoint *asked,
+			  struct addr *addr, uint16_t *port)
+{
+	if (p->cfg.has_upstream) {
+		*addr = p->cfg.upstream;
+		*port = p->cfg.upstream_port;
+	} else {
+		*addr = asked->addr;
+		*port = asked->port;
+	}
+}
+
+/* ---- UDP ---- */
+
+static void pending_free(struct pending *q)
+{
+	struct dns_proxy *p = q->proxy;
+	loop_io_stop(p->cfg.loop, &q->io);
+	loop_timer_stop(p->cfg.loop, &q->timer);
+	net_close(q->sock);
+	info_free(&q->info);
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		p->pending = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	p->n_pending--;
+	free(q);
+}
+
+static void on_pending_timeout(struct loop *loop, struct loop_timer *timer)
+{
+	(void)loop;
+	struct pending *q = timer->arg;
+	q->proxy->stats.timeouts++;
+	log_query(q->proxy, &q->info, NULL, "resolver did not answer");
+	pending_free(q);
+}
+
+static void on_pending_answer(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	(void)loop;
+	(void)events;
+	struct pending *q = io->arg;
+	struct dns_proxy *p = q->proxy;
+
+	for (int i = 0; i < 8; i++) {
+		long n = net_recv(q->sock, p->buf, sizeof p->buf);
+		if (n == -EAGAIN)
+			return;
+		if (n < 0) {
+			/* e.g. ECONNREFUSED from an ICMP port unreachable: the resolver is not
+			 * there; let the application time out as it would. */
+			p->stats.upstream_errors++;
+			log_query(p, &q->info, NULL, strerror((int)-n));
+			pending_free(q);
+			return;
+		}
+		if (dns_parse_response(p->buf, (size_t)n, &p->reply) < 0 ||
+		    p->reply.header.id != q->id || !p->reply.has_question ||
+		    !dns_question_match(&p->reply.question, &q->question)) {
+			p->stats.malformed++; /* not the answer: keep waiting for it */
+			continue;
+		}
+		if (p->cfg.map)
+			dns_map_record_response(p->cfg.map, &p->reply, loop_now(p->cfg.loop));
+		int rc = p->cfg.capture->ops->udp_send(p->cfg.capture, &q->asked, &q->client, p->buf,
+							(size_t)n);
+		p->stats.answered++;
+		log_query(p, &q->info, &p->reply, rc < 0 ? "cannot deliver the answer" : NULL);
+		pending_free(q);
+		return;
+	}
+}
+
+static void udp_forward(struct dns_proxy *p, const struct capture_endpoint *client,
+			const struct capture_endpoint *asked, const uint8_t *msg, size_t len,
+			struct query_info *info)
+{
+	if (p->n_pending >= DNS_PROXY_MAX_PENDING) {
+		p->stats.shed++;
+		log_query(p, info, NULL, "too many queries pending");
+		info_free(info);
+		return;
+	}
+	struct pending *q = calloc(1, sizeof *q);
+	if (!q) {
+		p->stats.shed++;
+		info_free(info);
+		return;
+	}
+	q->proxy = p;
+	q->client = *client;
+	q->asked = *asked;
+	q->question = p->msg.question;
+	q->id = p->msg.header.id;
+	q->info = *info;
+	memset(info, 0, sizeof *info);
+	pick_resolver(p, asked, &q->info.resolver, &q->info.resolver_port);
+	q->next = p->pending;
+	if (p->pending)
+		p->pending->prev = q;
+	p->pending = q;
+	p->n_pending++;
+	loop_timer_init(&q->timer, on_pending_timeout, q);
+
+	q->sock = net_udp_connect(&q->info.resolver, q->info.resolver_port);
+	if (q->sock < 0) {
+		p->stats.upstream_errors++;
+		log_query(p, &q->info, NULL, strerror((int)-q->sock));
+		q->sock = NET_INVALID;
+		pending_free(q);
+		return;
+	}
+	loop_io_init(&q->io, q->sock, on_pending_answer, q);
+	long sent = net_send(q->sock, msg, len);
+	if (sent < 0 || loop_io_start(p->cfg.loop, &q->io, LOOP_READ) < 0 ||
+	    loop_timer_start(p->cfg.loop, &q->timer, timeout_ms(p)) < 0) {
+		p->stats.upstream_errors++;
+		log_query(p, &q->info, NULL, sent < 0 ? strerror((int)-sent) : "out of resources");
+		pending_free(q);
+		return;
+	}
+	p->stats.forwarded++;
+}
+
+/* One datagram from the session. */
+static void udp_query(struct dns_proxy *p, const struct capture_endpoint *client,
+		      const struct capture_endpoint *asked, size_t len)
+{
+	struct capture *cap = p->cfg.capture;
+	uint8_t reply[DNS_NAME_WIRE_MAX + 64];
+
+	if (dns_parse_query(p->buf, len, &p->msg) < 0) {
+		p->stats.malformed++;
+		int n = dns_build_formerr(p->buf, len, reply, sizeof reply);
+		if (n > 0)
+			cap->ops->udp_send(cap, asked, client, reply, (size_t)n);
+		return;
+	}
+	p->stats.queries++;
+	struct query_info info = {0};
+	decide(p, &p->msg, 17, client, asked, &info);
+	if (info.verdict.action != POLICY_ALLOW) {
+		uint8_t rcode = info.refused ? DNS_RCODE_REFUSED : DNS_RCODE_NXDOMAIN;
+		int n = dns_build_reply(&p->msg, rcode, reply, sizeof reply);
+		if (n > 0)
+			cap->ops->udp_send(cap, asked, client, reply, (size_t)n);
+		if (info.refused)
+			p->stats.refused++;
+		else
+			p->stats.denied++;
+		log_query(p, &info, NULL, NULL);
+		print_denial(p, &info);
+		info_free(&info);
+		return;
+	}
+	udp_forward(p, client, asked, p->buf, len, &info);
+}
+
+static void on_udp_readable(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	(void)loop;
+	(void)events;
+	struct udp_listener *l = io->arg;
+	struct dns_proxy *p = l->proxy;
+	struct capture *cap = p->cfg.capture;
+
+	for (int i = 0; i < UDP_BURST; i++) {
+		struct capture_endpoint client, asked;
+		int n = cap->ops->udp_recv(cap, io->sock, p->buf, sizeof p->buf, &client, &asked);
+		if (n == -EAGAIN)
+			return;
+		if (n < 0) {
+			p->stats.malformed++; /* oversize, not captured, or a socket error */
+			continue;
+		}
+		udp_query(p, &client, &asked, (size_t)n);
+	}
+}
+
+/* ---- TCP ---- */
+
+static void tcp_free(struct tcp_conn *c)
+{
+	struct dns_proxy *p = c->proxy;
+	loop_io_stop(p->cfg.loop, &c->client_io);
+	loop_io_stop(p->cfg.loop, &c->upstream_io);
+	loop_timer_stop(p->cfg.loop, &c->timer);
+	net_close(c->client);
+	net_close(c->upstream);
+	info_free(&c->info);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->tcp_conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	p->n_tcp--;
+	free(c);
+}
+
+/* Ends the connection; a query in flight gets its event with `error`. */
+static void tcp_close(struct tcp_conn *c, const char *error)
+{
+	if (c->state == TCP_FORWARD)
+		log_query(c->proxy, &c->info, NULL, error);
+	tcp_free(c);
+}
+
+static void tcp_step(struct tcp_conn *c);
+
+/* Frames msg (len bytes) into out for the client and switches to writing it. */
+static void tcp_reply(struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+	dns_tcp_prefix(c->out, len);
+	memcpy(c->out + 2, msg, len);
+	c->out_len = len + 2;
+	c->out_off = 0;
+	c->state = TCP_WRITE_REPLY;
+}
+
+/* A complete query (msg, len) came from the client: decide it, answer or forward it.
+ * Returns false when the connection was closed (c is then gone). */
+static bool tcp_query(struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+	struct dns_proxy *p = c->proxy;
+	uint8_t reply[DNS_NAME_WIRE_MAX + 64];
+
+	if (dns_parse_query(msg, len, &p->msg) < 0) {
+		p->stats.malformed++;
+		int n = dns_build_formerr(msg, len, reply, sizeof reply);
+		if (n <= 0) {
+			tcp_close(c, NULL);
+			return false;
+		}
+		tcp_reply(c, reply, (size_t)n);
+		return true;
+	}
+	p->stats.queries++;
+	info_free(&c->info);
+	decide(p, &p->msg, 6, &c->peer, &c->asked, &c->info);
+	if (c->info.verdict.action != POLICY_ALLOW) {
+		uint8_t rcode = c->info.refused ? DNS_RCODE_REFUSED : DNS_RCODE_NXDOMAIN;
+		int n = dns_build_reply(&p->msg, rcode, reply, sizeof reply);
+		if (c->info.refused)
+			p->stats.refused++;
+		else
+			p->stats.denied++;
+		log_query(p, &c->info, NULL, NULL);
+		print_denial(p, &c->info);
+		if (n <= 0) {
+			tcp_close(c, NULL);
+			return false;
+		}
+		tcp_reply(c, reply, (size_t)n);
+		return true;
+	}
+	c->question = p->msg.question;
+	pick_resolver(p, &c->asked, &c->info.resolver, &c->info.resolver_port);
+	dns_tcp_prefix(c->up_out, len);
+	memcpy(c->up_out + 2, msg, len);
+	c->up_out_len = len + 2;
+	c->up_out_off = 0;
+	c->up_in_len = 0;
+	c->state = TCP_FORWARD;
+	p->stats.forwarded++;
+	if (c->upstream == NET_INVALID) {
+		bool done = false;
+		loop_sock s = net_connect_start(&c->info.resolver, c->info.resolver_port, &done);
+		if (s < 0) {
+			p->stats.upstream_errors++;
+			tcp_close(c, strerror((int)-s));
+			return false;
+		}
+		c->upstream = s;
+		c->upstream_connected = done;
+		loop_io_init(&c->upstream_io, s, c->upstream_io.fn, c);
+	}
+	return true;
+}
+
+/* Reads what the client sent; returns false when the connection was closed. */
+static bool tcp_read_client(struct tcp_conn *c)
+{
+	long n = net_recv(c->client, c->in + c->in_len, sizeof c->in - c->in_len);
+	if (n == -EAGAIN)
+		return true;
+	if (n <= 0) {
+		tcp_close(c, n == 0 ? "client closed" : strerror((int)-n));
+		return false;
+	}
+	c->in_len += (size_t)n;
+	return true;
+}
+
+/* Moves the forwarded query out and the answer in; returns false when closed. */
+static bool tcp_forward_io(struct tcp_conn *c)
+{
+	struct dns_proxy *p = c->proxy;
+	if (!c->upstream_connected) {
+		int err = net_connect_result(c->upstream);
+		if (err < 0) {
+			p->stats.upstream_errors++;
+			tcp_close(c, strerror(-err));
+			return false;
+		}
+		c->upstream_connected = true;
+	}
+	while (c->up_out_off < c->up_out_len) {
+		long n = net_send(c->upstream, c->up_out + c->up_out_off,
+				  c->up_out_len - c->up_out_off);
+		if (n == -EAGAIN)
+			return true;
+		if (n < 0) {
+			p->stats.upstream_errors++;
+			tcp_close(c, strerror((int)-n));
+			return false;
+		}
+		c->up_out_off += (size_t)n;
+	}
+	long n = net_recv(c->upstream, c->up_in + c->up_in_len, sizeof c->up_in - c->up_in_len);
+	if (n == -EAGAIN)
+		return true;
+	if (n <= 0) {
+		p->stats.upstream_errors++;
+		tcp_close(c, n == 0 ? "resolver closed the connection" : strerror((int)-n));
+		return false;
+	}
+	c->up_in_len += (size_t)n;
+	const uint8_t *msg;
+	size_t len;
+	int used = dns_tcp_next(c->up_in, c->up_in_len, &msg, &len);
+	if (used == 0)
+		return true;
+	if (used < 0 || dns_parse_response(msg, len, &p->reply) < 0 ||
+	    p->reply.header.id != p->msg.header.id || !p->reply.has_question ||
+	    !dns_question_match(&p->reply.question, &c->question)) {
+		p->stats.malformed++;
+		tcp_close(c, "unreadable answer");
+		return false;
+	}
+	if (p->cfg.map)
+		dns_map_record_response(p->cfg.map, &p->reply, loop_now(p->cfg.loop));
+	p->stats.answered++;
+	log_query(p, &c->info, &p->reply, NULL);
+	tcp_reply(c, msg, len);
+	/* Bytes after the answer are not expected (one query at a time): drop them. */
+	c->up_in_len = 0;
+	return true;
+}
+
+/* Writes the pending reply; returns false when closed. */
+static bool tcp_write_client(struct tcp_conn *c)
+{
+	while (c->out_off < c->out_len) {
+		long n = net_send(c->client, c->out + c->out_off, c->out_len - c->out_off);
+		if (n == -EAGAIN)
+			return true;
+		if (n < 0) {
+			tcp_close(c, strerror((int)-n));
+			return false;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->state = TCP_READ_QUERY;
+	return true;
+}
+
+/* Advances the connection as far as it can go, then sets what each socket waits for. */
+static void tcp_step(struct tcp_conn *c)
+{
+	struct dns_proxy *p = c->proxy;
+	for (int round = 0; round < 8; round++) {
+		enum tcp_state before = c->state;
+		if (c->state == TCP_READ_QUERY) {
+			const uint8_t *msg;
+			size_t len;
+			int used = dns_tcp_next(c->in, c->in_len, &msg, &len);
+			if (used < 0) {
+				p->stats.malformed++;
+				tcp_close(c, NULL);
+				return;
+			}
+			if (used > 0) {
+				if (!tcp_query(c, msg, len))
+					return;
+				memmove(c->in, c->in + used, c->in_len - (size_t)used);
+				c->in_len -= (size_t)used;
+			}
+		}
+		if (c->state == TCP_FORWARD && c->upstream_connected && !tcp_forward_io(c))
+			return;
+		if (c->state == TCP_WRITE_REPLY && !tcp_write_client(c))
+			return;
+		if (c->state == before)
+			break;
+	}
+	unsigned client_events = c->state == TCP_READ_QUERY ? LOOP_READ
+				  : c->state == TCP_WRITE_REPLY ? LOOP_WRITE : 0;
+	unsigned upstream_events = 0;
+	if (c->state == TCP_FORWARD)
+		upstream_events = !c->upstream_connected || c->up_out_off < c->up_out_len
+					  ? LOOP_WRITE : LOOP_READ;
+	if (loop_io_start(p->cfg.loop, &c->client_io, client_events) < 0 ||
+	    (c->upstream != NET_INVALID &&
+	     loop_io_start(p->cfg.loop, &c->upstream_io, upstream_events) < 0)) {
+		tcp_close(c, "out of resources");
+		return;
+	}
+	loop_timer_start(p->cfg.loop, &c->timer, timeout_ms(p));
+}
+
+static void on_tcp_client(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	(void)loop;
+	struct tcp_conn *c = io->arg;
+	if ((events & LOOP_READ) && c->state == TCP_READ_QUERY && !tcp_read_client(c))
+		return;
+	tcp_step(c);
+}
+
+static void on_tcp_upstream(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	(void)loop;
+	(void)events;
+	struct tcp_conn *c = io->arg;
+	if (c->state == TCP_FORWARD && !tcp_forward_io(c))
+		return;
+	tcp_step(c);
+}
+
+static void on_tcp_timeout(struct loop *loop, struct loop_timer *timer)
+{
+	(void)loop;
+	struct tcp_conn *c = timer->arg;
+	if (c->state == TCP_FORWARD)
+		c->proxy->stats.timeouts++;
+	tcp_close(c, "resolver did not answer");
+}
+
+static void on_tcp_accept(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	(void)loop;
+	(void)events;
+	struct tcp_listener *l = io->arg;
+	struct dns_proxy *p = l->proxy;
+	struct capture *cap = p->cfg.capture;
+
+	for (int i = 0; i < 16; i++) {
+		struct addr peer;
+		uint16_t port;
+		loop_sock s = net_accept(io->sock, &peer, &port);
+		if (s == -EAGAIN || s == -EINTR || s == -ECONNABORTED)
+			return;
+		if (s < 0) {
+			net_accept_shed(io->sock);
+			p->stats.shed++;
+			return;
+		}
+		struct tcp_conn *c = p->n_tcp < DNS_PROXY_MAX_TCP ? calloc(1, sizeof *c) : NULL;
+		if (!c) {
+			net_reset(s);
+			p->stats.shed++;
+			continue;
+		}
+		c->proxy = p;
+		c->client = s;
+		c->upstream = NET_INVALID;
+		c->peer.addr = peer;
+		c->peer.port = port;
+		c->next = p->tcp_conns;
+		if (p->tcp_conns)
+			p->tcp_conns->prev = c;
+		p->tcp_conns = c;
+		p->n_tcp++;
+		loop_io_init(&c->client_io, s, on_tcp_client, c);
+		loop_io_init(&c->upstream_io, NET_INVALID, on_tcp_upstream, c);
+		loop_timer_init(&c->timer, on_tcp_timeout, c);
+		if (cap->ops->tcp_original_dst(cap, s, &c->asked) < 0) {
+			tcp_free(c);
+			continue;
+		}
+		tcp_step(c);
+	}
+}
+
+int dns_proxy_new(struct dns_proxy **out, const struct dns_proxy_config *cfg)
+{
+	struct dns_proxy *p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	p->cfg = *cfg;
+	for (int f = 0; f < CAPTURE_FAMILIES; f++) {
+		loop_sock u = cfg->capture->listeners[CAPTURE_DNS_UDP][f].sock;
+		loop_sock t = cfg->capture->listeners[CAPTURE_DNS_TCP][f].sock;
+		p->udp[f].proxy = p;
+		p->tcp[f].proxy = p;
+		loop_io_init(&p->udp[f].io, u, on_udp_readable, &p->udp[f]);
+		loop_io_init(&p->tcp[f].io, t, on_tcp_accept, &p->tcp[f]);
+		int rc = 0;
+		if (u != CAPTURE_NO_SOCK)
+			rc = loop_io_start(cfg->loop, &p->udp[f].io, LOOP_READ);
+		if (rc == 0 && t != CAPTURE_NO_SOCK)
+			rc = loop_io_start(cfg->loop, &p->tcp[f].io, LOOP_READ);
+		if (rc < 0) {
+			dns_proxy_free(p);
+			return rc;
+		}
+	}
+	*out = p;
+	return 0;
+}
+
+void dns_proxy_free(struct dns_proxy *p)
+{
+	if (!p)
+		return;
+	while (p->pending) {
+		log_query(p, &p->pending->info, NULL, "session ended");
+		pending_free(p->pending);
+	}
+	while (p->tcp_conns)
+		tcp_close(p->tcp_conns, "session ended");
+	for (int f = 0; f < CAPTURE_FAMILIES; f++) {
+		loop_io_stop(p->cfg.loop, &p->udp[f].io);
+		loop_io_stop(p->cfg.loop, &p->tcp[f].io);
+	}
+	free(p);
+}
+
+void dns_proxy_get_stats(const struct dns_proxy *p, struct dns_proxy_stats *out)
+{
+	*out = p->stats;
+}

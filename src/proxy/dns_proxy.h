@@ -1,0 +1,72 @@
+/* dns_proxy.h — the session's DNS: every query decided by policy, allowed ones forwarded.
+ *
+ * Queries arrive on the capture backend's DNS listeners (UDP and TCP, IPv4 and IPv6). Each is
+ * parsed (a malformed one is dropped and counted, or answered FORMERR when its header is
+ * readable), its name decided by policy_decide_dns: a denied name is answered NXDOMAIN locally
+ * and never sent upstream; an allowed one is forwarded to the resolver the application asked
+ * (its original destination) or to the configured upstream, and the answer goes back to the
+ * application as the resolver sent it, its A/AAAA records entering the session's DNS map.
+ * A resolver that does not answer leaves the application's query unanswered, so it times out
+ * as it would without sluice. One `dns` event per query.
+ */
+#ifndef SLUICE_PROXY_DNS_PROXY_H
+#define SLUICE_PROXY_DNS_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/addr.h"
+#include "base/loop.h"
+
+struct audit;
+struct capture;
+struct dns_map;
+struct policy;
+struct dns_proxy;
+
+#define DNS_PROXY_TIMEOUT_MS 5000
+#define DNS_PROXY_MAX_PENDING 1024 /* UDP queries waiting for their resolver */
+#define DNS_PROXY_MAX_TCP 64       /* DNS-over-TCP connections at once */
+
+struct dns_proxy_config {
+	struct loop *loop;           /* borrowed */
+	const struct policy *policy; /* borrowed */
+	struct audit *audit;         /* borrowed; NULL: no trail */
+	struct dns_map *map;         /* borrowed; NULL: answers are not recorded */
+	struct capture *capture;     /* borrowed: receives queries and sends replies */
+	bool has_upstream;           /* forward to `upstream` instead of the resolver asked */
+	struct addr upstream;
+	uint16_t upstream_port;
+	bool quiet;                  /* no stderr line per denied query */
+	uint32_t timeout_ms;         /* 0: DNS_PROXY_TIMEOUT_MS */
+	void *ctx;                   /* for the hooks */
+	int64_t (*wall_ms)(void *ctx);
+	/* The process that owns the socket src:port (0 unknown) and its exe, as in relay.h. */
+	int64_t (*peer_process)(void *ctx, int proto, const struct addr *src, uint16_t port,
+				const struct addr *dst, uint16_t dport, char *exe,
+				size_t n);
+};
+
+struct dns_proxy_stats {
+	uint64_t queries;   /* parsed queries */
+	uint64_t denied;
+	uint64_t refused;   /* names that are not host names */
+	uint64_t forwarded;
+	uint64_t answered;  /* upstream answers passed back */
+	uint64_t malformed; /* queries and answers dropped as unreadable */
+	uint64_t timeouts;
+	uint64_t upstream_errors;
+	uint64_t shed;      /* dropped at the pending or connection bound */
+};
+
+/* Creates the proxy and starts serving the capture's DNS listeners. Returns 0 and *out (free
+ * with dns_proxy_free), or a negative errno. */
+int dns_proxy_new(struct dns_proxy **out, const struct dns_proxy_config *cfg);
+
+/* Stops serving, ends pending queries (their events say "session ended") and frees; NULL ok. */
+void dns_proxy_free(struct dns_proxy *p);
+
+void dns_proxy_get_stats(const struct dns_proxy *p, struct dns_proxy_stats *out);
+
+#endif

@@ -1,0 +1,323 @@
+/* run.c — `sluice run`: wires capture → relay / DNS proxy / UDP → audit around one session. */
+#include "session/run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/net.h"
+#include "base/os.h"
+#include "capture/capture.h"
+#include "policy/dns_map.h"
+#include "policy/policy.h"
+#include "proxy/dns_proxy.h"
+#include "proxy/relay.h"
+#include "proxy/udp.h"
+#include "session/attribution.h"
+#include "session/session.h"
+
+#define STATUS_FAILED SESSION_STATUS_FAILED
+/* Loop iterations after COMMAND ended, to let connections it closed finish their close path. */
+#define DRAIN_ITERATIONS 64
+
+/* Everything one session holds; the hooks of the proxies get a pointer to it. */
+struct run {
+	const struct run_options *opts;
+	const struct policy *policy;
+	struct audit *audit;
+	struct capture *capture;
+	struct loop *loop;
+	struct dns_map *map;
+	struct relay *relay;
+	struct dns_proxy *dns;
+	struct udp_relay *udp;
+	struct session *session;
+	struct attribution *attribution;
+	struct loop_io session_io;
+	char id[33];
+};
+
+static int64_t hook_wall_ms(void *ctx)
+{
+	(void)ctx;
+	return os_wall_ms();
+}
+
+static int hook_original_dst(void *ctx, loop_sock accepted, struct addr *dst, uint16_t *port)
+{
+	struct run *r = ctx;
+	struct capture_endpoint ep;
+	int rc = r->capture->ops->tcp_original_dst(r->capture, accepted, &ep);
+	if (rc < 0)
+		return rc;
+	*dst = ep.addr;
+	*port = ep.port;
+	return 0;
+}
+
+static int64_t hook_peer_process(void *ctx, int proto, const struct addr *peer, uint16_t port,
+				 const struct addr *dst, uint16_t dport, char *exe, size_t n)
+{
+	struct run *r = ctx;
+	if (!r->attribution)
+		return 0;
+	struct attribution_flow flow = {
+		.proto = proto,
+		.local = *peer,
+		.local_port = port,
+		.remote = *dst,
+		.remote_port = dport,
+	};
+	return attribution_lookup(r->attribution, &flow, exe, n);
+}
+
+static size_t hook_dns_names(void *ctx, const struct addr *dst, const char **names, size_t max)
+{
+	struct run *r = ctx;
+	const char *const *found = NULL;
+	size_t n = dns_map_lookup(r->map, dst, loop_now(r->loop), &found);
+	if (n > max)
+		n = max;
+	for (size_t i = 0; i < n; i++)
+		names[i] = found[i];
+	return n;
+}
+
+static void on_session(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	(void)events;
+	struct run *r = io->arg;
+	int rc = session_handle_readable(r->session);
+	if (rc != 0) {
+		if (rc < 0)
+			log_errno(rc, "run: lost track of the session");
+		loop_io_stop(loop, io);
+		loop_stop(loop);
+	}
+}
+
+static void make_session_id(char *out, size_t n)
+{
+	uint8_t bytes[12];
+	if (os_random(bytes, sizeof bytes) < 0)
+		memset(bytes, 0, sizeof bytes);
+	for (size_t i = 0; i < sizeof bytes && 2 * i + 2 < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", bytes[i]);
+}
+
+/* Sets up everything before COMMAND starts. Returns 0 or a negative errno after logging. */
+static int setup(struct run *r)
+{
+	const struct run_options *o = r->opts;
+	int rc;
+
+	make_session_id(r->id, sizeof r->id);
+	if (o->audit_path) {
+		rc = audit_open(&r->audit, o->audit_path, r->id);
+		if (rc < 0) {
+			log_errno(rc, "run: cannot open the audit trail %s", o->audit_path);
+			return rc;
+		}
+	}
+	long fds = net_prepare_process();
+	if (fds < 0)
+		log_warn_errno((int)fds, "run: cannot raise the descriptor limit");
+
+	rc = capture_netns.open(&r->capture, NULL);
+	if (rc < 0) {
+		if (rc == -EPERM)
+			log_error("run: sessions need root (network namespaces and nftables)");
+		else
+			log_errno(rc, "run: cannot set up the session network");
+		return rc;
+	}
+
+	struct dns_map_config map_cfg;
+	dns_map_config_default(&map_cfg);
+	os_random(&map_cfg.hash_seed, sizeof map_cfg.hash_seed);
+	rc = dns_map_new(&r->map, &map_cfg);
+	if (rc == 0)
+		rc = loop_new(&r->loop, 0);
+	if (rc < 0) {
+		log_errno(rc, "run: cannot allocate the session's state");
+		return rc;
+	}
+
+	struct relay_config relay_cfg = {
+		.loop = r->loop,
+		.policy = r->policy,
+		.audit = r->audit,
+		.quiet = o->quiet,
+		.max_conns = fds > 64 ? (size_t)(fds - 64) / 6 : 0,
+		.hooks = {
+			.ctx = r,
+			.original_dst = hook_original_dst,
+			.peer_process = hook_peer_process,
+			.dns_names = hook_dns_names,
+			.wall_ms = hook_wall_ms,
+		},
+	};
+	rc = relay_new(&r->relay, &relay_cfg);
+	for (int f = 0; rc == 0 && f < CAPTURE_FAMILIES; f++) {
+		loop_sock s = r->capture->listeners[CAPTURE_TCP][f].sock;
+		if (s != CAPTURE_NO_SOCK)
+			rc = relay_listen(r->relay, s);
+	}
+	if (rc < 0) {
+		log_errno(rc, "run: cannot start the TCP relay");
+		return rc;
+	}
+
+	struct dns_proxy_config dns_cfg = {
+		.loop = r->loop,
+		.policy = r->policy,
+		.audit = r->audit,
+		.map = r->map,
+		.capture = r->capture,
+		.has_upstream = o->has_dns_upstream,
+		.upstream = o->dns_upstream,
+		.upstream_port = o->dns_upstream_port,
+		.quiet = o->quiet,
+		.ctx = r,
+		.wall_ms = hook_wall_ms,
+		.peer_process = hook_peer_process,
+	};
+	rc = dns_proxy_new(&r->dns, &dns_cfg);
+	if (rc < 0) {
+		log_errno(rc, "run: cannot start the DNS proxy");
+		return rc;
+	}
+
+	struct udp_relay_config udp_cfg = {
+		.loop = r->loop,
+		.policy = r->policy,
+		.audit = r->audit,
+		.map = r->map,
+		.capture = r->capture,
+		.quiet = o->quiet,
+		.ctx = r,
+		.wall_ms = hook_wall_ms,
+		.peer_process = hook_peer_process,
+	};
+	rc = udp_relay_new(&r->udp, &udp_cfg);
+	if (rc < 0) {
+		log_errno(rc, "run: cannot start the UDP relay");
+		return rc;
+	}
+	return 0;
+}
+
+static void log_session_start(struct run *r)
+{
+	struct audit_session_start ev = {
+		.meta.time_ms = os_wall_ms(),
+		.argv = (const char *const *)r->opts->command,
+		.argc = (size_t)r->opts->command_argc,
+		.mode = r->capture->ops->name,
+	};
+	audit_log_session_start(r->audit, &ev);
+}
+
+static void log_session_end(struct run *r, int status)
+{
+	struct relay_stats rs = {0};
+	struct dns_proxy_stats ds = {0};
+	struct udp_relay_stats us = {0};
+	if (r->relay)
+		relay_get_stats(r->relay, &rs);
+	if (r->dns)
+		dns_proxy_get_stats(r->dns, &ds);
+	if (r->udp)
+		udp_relay_get_stats(r->udp, &us);
+	const struct audit_stat stats[] = {
+		{"tcp_accepted", (int64_t)rs.accepted},
+		{"tcp_allowed", (int64_t)rs.allowed},
+		{"tcp_denied", (int64_t)rs.denied},
+		{"tcp_dial_failed", (int64_t)rs.dial_failed},
+		{"tcp_shed", (int64_t)rs.shed},
+		{"tcp_bytes_out", (int64_t)rs.bytes_out},
+		{"tcp_bytes_in", (int64_t)rs.bytes_in},
+		{"dns_queries", (int64_t)ds.queries},
+		{"dns_denied", (int64_t)ds.denied},
+		{"dns_refused", (int64_t)ds.refused},
+		{"dns_forwarded", (int64_t)ds.forwarded},
+		{"dns_malformed", (int64_t)ds.malformed},
+		{"dns_timeouts", (int64_t)ds.timeouts},
+		{"udp_flows_allowed", (int64_t)us.flows_allowed},
+		{"udp_flows_denied", (int64_t)us.flows_denied},
+		{"udp_dropped", (int64_t)us.datagrams_dropped},
+	};
+	struct audit_session_end ev = {
+		.meta.time_ms = os_wall_ms(),
+		.exit_status = status,
+		.stats = stats,
+		.n_stats = sizeof stats / sizeof stats[0],
+	};
+	audit_log_session_end(r->audit, &ev);
+}
+
+/* Frees in the reverse order of setup; every step accepts what was never made. */
+static void teardown(struct run *r)
+{
+	udp_relay_free(r->udp);
+	dns_proxy_free(r->dns);
+	relay_free(r->relay);
+	attribution_free(r->attribution);
+	session_free(r->session);
+	loop_free(r->loop);
+	dns_map_free(r->map);
+	if (r->capture)
+		r->capture->ops->close(r->capture);
+	audit_close(r->audit);
+}
+
+int session_run(const struct run_options *opts, const struct policy *policy)
+{
+	struct run r = {.opts = opts, .policy = policy};
+	int status = STATUS_FAILED;
+
+	if (opts->mode == RUN_MODE_DIVERT) {
+		log_error("run: --mode divert is not available yet; use --mode netns");
+		return STATUS_FAILED;
+	}
+	if (opts->mode == RUN_MODE_WINDIVERT) {
+		log_error("run: --mode windivert needs Windows; on Linux use --mode netns or divert");
+		return STATUS_FAILED;
+	}
+	if (setup(&r) < 0)
+		goto done;
+
+	log_session_start(&r);
+	int rc = session_spawn(&r.session, opts->command, r.capture);
+	if (rc < 0) {
+		log_errno(rc, "run: cannot start %s", opts->command[0]);
+		goto done;
+	}
+	if (attribution_new(&r.attribution, session_pid(r.session)) < 0)
+		r.attribution = NULL; /* events then lack pid and exe */
+	loop_io_init(&r.session_io, session_fd(r.session), on_session, &r);
+	rc = loop_io_start(r.loop, &r.session_io, LOOP_READ);
+	if (rc == 0)
+		rc = loop_run(r.loop);
+	if (rc < 0) {
+		log_errno(rc, "run: event loop failed");
+		goto done;
+	}
+	const struct session_result *result = session_result(r.session);
+	if (!result) {
+		log_error("run: the session ended without a result");
+		goto done;
+	}
+	status = result->exit_status;
+	for (int i = 0; i < DRAIN_ITERATIONS && loop_run_once(r.loop, 0) > 0; i++)
+		;
+done:
+	if (r.audit)
+		log_session_end(&r, status);
+	teardown(&r);
+	return status;
+}

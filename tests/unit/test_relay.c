@@ -1,0 +1,351 @@
+/* test_relay.c — the TCP relay on loopback: bytes both ways, half-close, denial, dial failure.
+ *
+ * The relay serves a listener on 127.0.0.1; its original_dst hook names a test server on
+ * 127.0.0.1 (a thread with blocking sockets) as the destination. A client thread plays the
+ * session's process while the main thread runs the event loop. Loopback only.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "base/loop.h"
+#include "base/net.h"
+#include "policy/policy.h"
+#include "proxy/relay.h"
+
+/* The server's script for one connection. */
+enum server_kind {
+	SERVER_ECHO,         /* echo everything until EOF, then close */
+	SERVER_GREET_FIRST,  /* send a greeting, shut down writing, then read until EOF */
+};
+
+struct world {
+	int listen_fd;           /* the relay's listener ("capture") */
+	uint16_t listen_port;
+	int server_fd;           /* the destination */
+	uint16_t server_port;
+	uint16_t origin_port;    /* what original_dst reports (server_port, or a closed port) */
+	bool origin_fails;
+	enum server_kind kind;
+	uint64_t server_received;
+	atomic_int client_done;
+};
+
+static int tcp_listener(uint16_t *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof sin;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 64) < 0)
+		return -1;
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static int tcp_connect(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n) /* for the server */
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void *server_main(void *arg)
+{
+	struct world *w = arg;
+	int fd = accept(w->server_fd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	uint8_t buf[65536];
+	if (w->kind == SERVER_GREET_FIRST) {
+		write_all(fd, (const uint8_t *)"hello\n", 6);
+		shutdown(fd, SHUT_WR);
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n <= 0)
+			break;
+		w->server_received += (uint64_t)n;
+		if (w->kind == SERVER_ECHO && write_all(fd, buf, (size_t)n) < 0)
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+static int hook_original_dst(void *ctx, loop_sock s, struct addr *dst, uint16_t *port)
+{
+	struct world *w = ctx;
+	(void)s;
+	if (w->origin_fails)
+		return -ENOENT;
+	const uint8_t lo[4] = {127, 0, 0, 1};
+	addr_from_bytes(dst, ADDR_V4, lo);
+	*port = w->origin_port;
+	return 0;
+}
+
+static int64_t hook_wall_ms(void *ctx)
+{
+	(void)ctx;
+	return 1764044542123; /* fixed, so events are comparable */
+}
+
+/* Runs the loop until the client thread says it is done (bounded by ~20 s of iterations). */
+static void run_until_done(struct loop *loop, struct world *w)
+{
+	for (int i = 0; i < 20000 && !atomic_load(&w->client_done); i++)
+		loop_run_once(loop, 1);
+	for (int i = 0; i < 50; i++) /* let close paths finish */
+		loop_run_once(loop, 1);
+}
+
+struct client_job {
+	struct world *w;
+	int fd;
+	size_t send_bytes;
+	uint8_t *sent;
+	uint8_t *received;
+	size_t received_len;
+	int write_errno; /* errno of a failed write, 0 if all was written */
+	int read_errno;  /* errno of the read that ended the stream, 0 for EOF */
+	bool connected;
+};
+
+/* Writes everything, then half-closes: runs beside the reader so that an echo cannot
+ * deadlock on full buffers. */
+static void *client_writer(void *arg)
+{
+	struct client_job *j = arg;
+	const uint8_t *p = j->sent;
+	size_t n = j->send_bytes;
+	while (n > 0) {
+		ssize_t w = write(j->fd, p, n);
+		if (w <= 0) {
+			j->write_errno = errno;
+			break;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	shutdown(j->fd, SHUT_WR);
+	return NULL;
+}
+
+static void *client_main(void *arg)
+{
+	struct client_job *j = arg;
+	j->fd = tcp_connect(j->w->listen_port);
+	if (j->fd >= 0) {
+		pthread_t writer;
+		j->connected = true;
+		pthread_create(&writer, NULL, client_writer, j);
+		for (;;) {
+			ssize_t n = read(j->fd, j->received + j->received_len,
+					 j->send_bytes + 64 - j->received_len);
+			if (n < 0)
+				j->read_errno = errno;
+			if (n <= 0)
+				break;
+			j->received_len += (size_t)n;
+		}
+		pthread_join(writer, NULL);
+		close(j->fd);
+	}
+	atomic_store(&j->w->client_done, 1);
+	return NULL;
+}
+
+struct relay_case {
+	const char *name;
+	const char *policy;
+	enum server_kind kind;
+	bool close_server;   /* destination port closed: the dial is refused */
+	bool origin_fails;
+	size_t send_bytes;
+	/* expectations */
+	bool expect_data;    /* the reply arrives in full */
+	bool expect_reset;   /* the client's read or write fails with a reset */
+	uint64_t allowed, denied, dial_failed, no_origin;
+	const char *event_part; /* a substring of the audit trail */
+};
+
+static const struct relay_case cases[] = {
+	{"echo 3 MiB with half-close", "allow cidr 127.0.0.0/8\n", SERVER_ECHO, false, false,
+	 3 << 20, true, false, 1, 0, 0, 0, "\"event\":\"close\""},
+	{"greeting, then client data after the server's FIN", "allow port 1-65535\n",
+	 SERVER_GREET_FIRST, false, false, 100000, false, false, 1, 0, 0, 0,
+	 "\"bytes_out\":100000,\"bytes_in\":6"},
+	{"denied by rule", "deny cidr 127.0.0.1\nallow port 1-65535\n", SERVER_ECHO, false, false,
+	 10, false, true, 0, 1, 0, 0, "\"decision\":\"deny\",\"rule\":\"relay.policy:1\""},
+	{"denied by default", "", SERVER_ECHO, false, false, 10, false, true, 0, 1, 0, 0,
+	 "\"rule\":\"default\""},
+	{"dial refused", "allow cidr 127.0.0.0/8\n", SERVER_ECHO, true, false, 10, false, true, 1,
+	 0, 1, 0, "\"error\":\"Connection refused\""},
+	{"no original destination", "allow cidr 127.0.0.0/8\n", SERVER_ECHO, false, true, 10,
+	 false, true, 0, 0, 0, 1, NULL},
+};
+
+static void run_case(const struct relay_case *rc)
+{
+	struct world w = {.kind = rc->kind, .origin_fails = rc->origin_fails};
+	struct policy *p = NULL;
+	struct loop *loop = NULL;
+	struct relay *relay = NULL;
+	struct audit *audit = NULL;
+	FILE *trail = tmpfile();
+	pthread_t server, client;
+	bool server_started = false;
+
+	CHECK_EQ(policy_parse(&p, "relay.policy", rc->policy, strlen(rc->policy), NULL), 0);
+	CHECK_EQ(loop_new(&loop, 0), 0);
+	CHECK_EQ(audit_open_stream(&audit, trail, "test"), 0);
+	w.listen_fd = tcp_listener(&w.listen_port);
+	w.server_fd = tcp_listener(&w.server_port);
+	CHECK(w.listen_fd >= 0 && w.server_fd >= 0);
+	w.origin_port = w.server_port;
+	if (rc->close_server) {
+		close(w.server_fd);
+		w.server_fd = -1;
+	}
+
+	struct relay_config cfg = {
+		.loop = loop,
+		.policy = p,
+		.audit = audit,
+		.quiet = true,
+		.hooks = {.ctx = &w, .original_dst = hook_original_dst, .wall_ms = hook_wall_ms},
+	};
+	CHECK_EQ(relay_new(&relay, &cfg), 0);
+	/* Two listeners, as a session has (IPv4 and IPv6); the client uses the second. */
+	uint16_t spare_port;
+	int spare_fd = tcp_listener(&spare_port);
+	CHECK_EQ(relay_listen(relay, spare_fd), 0);
+	CHECK_EQ(relay_listen(relay, w.listen_fd), 0);
+
+	struct client_job job = {.w = &w, .send_bytes = rc->send_bytes};
+	job.sent = malloc(rc->send_bytes);
+	job.received = malloc(rc->send_bytes + 64);
+	for (size_t i = 0; i < rc->send_bytes; i++)
+		job.sent[i] = (uint8_t)(i * 7 + (i >> 11));
+	if (w.server_fd >= 0) {
+		pthread_create(&server, NULL, server_main, &w);
+		server_started = true;
+	}
+	pthread_create(&client, NULL, client_main, &job);
+	run_until_done(loop, &w);
+	pthread_join(client, NULL);
+
+	struct relay_stats st;
+	relay_get_stats(relay, &st);
+	CHECK(job.connected);
+	CHECK_EQ(st.allowed, rc->allowed);
+	CHECK_EQ(st.denied, rc->denied);
+	CHECK_EQ(st.dial_failed, rc->dial_failed);
+	CHECK_EQ(st.no_origin, rc->no_origin);
+	CHECK_EQ(st.active, 0);
+	if (rc->expect_data) {
+		CHECK_EQ(job.received_len, rc->send_bytes);
+		CHECK(job.received_len == rc->send_bytes &&
+		      memcmp(job.received, job.sent, rc->send_bytes) == 0);
+		CHECK_EQ(st.bytes_out, rc->send_bytes);
+		CHECK_EQ(st.bytes_in, rc->send_bytes);
+	}
+	if (rc->kind == SERVER_GREET_FIRST && !rc->expect_reset) {
+		CHECK_EQ(job.received_len, 6);
+		CHECK(memcmp(job.received, "hello\n", 6) == 0);
+		CHECK_EQ(w.server_received, rc->send_bytes);
+	}
+	if (rc->expect_reset) {
+		/* The reset reaches whichever call comes first. */
+		CHECK_EQ(job.received_len, 0);
+		CHECK(job.read_errno == ECONNRESET || job.write_errno == ECONNRESET ||
+		      job.write_errno == EPIPE);
+	} else {
+		CHECK_EQ(job.read_errno, 0);
+		CHECK_EQ(job.write_errno, 0);
+	}
+
+	relay_free(relay);
+	audit_close(audit);
+	if (rc->event_part) {
+		char line[4096], all[16384] = "";
+		rewind(trail);
+		while (fgets(line, sizeof line, trail) && strlen(all) + strlen(line) < sizeof all)
+			strcat(all, line);
+		if (!strstr(all, rc->event_part))
+			check_fail(__FILE__, __LINE__, "trail lacks %s:\n%s", rc->event_part, all);
+	}
+	{
+		/* One connection: exactly one connect event, and one close event if relayed. */
+		char line[4096];
+		int connects = 0, closes = 0;
+		rewind(trail);
+		while (fgets(line, sizeof line, trail)) {
+			connects += strstr(line, "\"event\":\"connect\"") != NULL;
+			closes += strstr(line, "\"event\":\"close\"") != NULL;
+		}
+		CHECK_EQ(connects, rc->no_origin ? 0 : 1);
+		CHECK_EQ(closes, rc->expect_data || rc->kind == SERVER_GREET_FIRST ? 1 : 0);
+	}
+	fclose(trail);
+	if (server_started) {
+		shutdown(w.server_fd, SHUT_RDWR);
+		pthread_join(server, NULL);
+	}
+	if (w.server_fd >= 0)
+		close(w.server_fd);
+	close(w.listen_fd);
+	close(spare_fd);
+	free(job.sent);
+	free(job.received);
+	loop_free(loop);
+	policy_free(p);
+}
+
+static void test_cases(void)
+{
+	signal(SIGPIPE, SIG_IGN); /* as sluice does: a reset peer is an error code, not a signal */
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		check_case("%s", cases[i].name);
+		run_case(&cases[i]);
+	}
+}
+
+static const struct check_test tests[] = {
+	{"cases", test_cases},
+};
+
+CHECK_MAIN(tests)
