@@ -179,7 +179,7 @@ void attribution_free(struct attribution *a)
 static int diag_open(struct attribution *a)
 {
 	char path[64];
-	struct ns_id target_id, own_id;
+	struct ns_id target_id = {0}, own_id = {0};
 	int target, own, sock, err = 0;
 
 	snprintf(path, sizeof path, "/proc/%d/ns/net", a->root_pid);
@@ -396,7 +396,7 @@ static int nested_in_session(const struct attribution *a, int ns_fd)
 {
 	for (int depth = 0; depth < NS_MAX_DEPTH; depth++) {
 		int parent = ioctl(ns_fd, NS_GET_PARENT);
-		struct ns_id id;
+		struct ns_id id = {0};
 
 		close(ns_fd);
 		if (parent < 0) /* EPERM: above sluice's own namespace */
@@ -423,7 +423,7 @@ static int nested_in_session(const struct attribution *a, int ns_fd)
 static int in_session(struct attribution *a, int pid)
 {
 	char path[64];
-	struct ns_id id, opened;
+	struct ns_id id = {0}, opened = {0};
 	struct ns_verdict *v;
 	int fd;
 
