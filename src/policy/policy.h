@@ -135,6 +135,11 @@ uint32_t policy_default_line(const struct policy *p);
  * qualifiers accept it; else the default. */
 struct policy_verdict policy_decide_connect(const struct policy *p, const struct policy_conn *c);
 
+/* Whether a name could change the decision for c (c's names are ignored): true when a rule with
+ * a domain target that accepts c's port and proto comes before the rule (or default) that
+ * decides c without names. The relay waits for a TLS SNI or HTTP Host only when it matters. */
+bool policy_names_matter(const struct policy *p, const struct policy_conn *c);
+
 /* Decides a DNS query for `name` (NUL-terminated, any case, optional trailing dot): the first
  * rule with a domain target matching it, qualifiers ignored; else the default. Rules without
  * a domain target take no part. */

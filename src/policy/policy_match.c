@@ -213,6 +213,21 @@ struct policy_verdict policy_decide_connect(const struct policy *p, const struct
 	return verdict(p, s.best);
 }
 
+bool policy_names_matter(const struct policy *p, const struct policy_conn *c)
+{
+	struct search s = {
+		.p = p, .best = UINT32_MAX, .check_qualifiers = true,
+		.proto = c->proto, .port = c->port,
+	};
+	search_address(&s, &c->dst);
+	consider(&s, p->index.targetless, p->index.n_targetless);
+	for (uint32_t i = 0; i < s.best && i < p->n_rules; i++)
+		if (p->rules[i].has_domain &&
+		    policy_rule_accepts(p, &p->rules[i], c->proto, c->port))
+			return true;
+	return false;
+}
+
 struct policy_verdict policy_decide_dns(const struct policy *p, const char *name)
 {
 	struct search s = { .p = p, .best = UINT32_MAX };

@@ -566,6 +566,50 @@ static void test_decisions(void)
 	policy_free(cached);
 }
 
+struct names_matter_case {
+	const char *name;
+	const char *policy;
+	struct query q;
+	bool matter;
+};
+
+static const struct names_matter_case names_matter_cases[] = {
+	{"no domain rules", "allow cidr 10.0.0.0/8\ndefault deny\n", {"tcp", "10.1.1.1", 443, NULL},
+	 false},
+	{"domain rule on the port", "allow domain a.test port 443\n", {"tcp", "192.0.2.1", 443, NULL},
+	 true},
+	{"domain rule on other ports only", "allow domain a.test port 80,443\n",
+	 {"tcp", "192.0.2.1", 22, NULL}, false},
+	{"domain rule for udp only", "allow domain a.test proto udp\n", {"tcp", "192.0.2.1", 443, NULL},
+	 false},
+	{"domain rule after the deciding cidr rule",
+	 "deny cidr 10.0.0.0/8\nallow domain a.test\n", {"tcp", "10.2.3.4", 443, NULL}, false},
+	{"domain rule before the deciding cidr rule",
+	 "allow domain a.test\ndeny cidr 10.0.0.0/8\n", {"tcp", "10.2.3.4", 443, NULL}, true},
+	{"domain rule after a target-less rule", "deny port 25\nallow domain *\n",
+	 {"tcp", "192.0.2.1", 25, NULL}, false},
+	{"names ignored in the query", "allow cidr 192.0.2.0/24\nallow domain a.test\n",
+	 {"tcp", "192.0.2.1", 80, "a.test"}, false},
+};
+
+static void test_names_matter(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(names_matter_cases); i++) {
+		const struct names_matter_case *c = &names_matter_cases[i];
+		check_case("%s", c->name);
+		struct policy *p = parse(c->policy, NULL);
+		if (!p)
+			continue;
+		struct policy_conn conn = {
+			.proto = strcmp(c->q.proto, "udp") == 0 ? POLICY_UDP : POLICY_TCP,
+			.port = c->q.port,
+		};
+		addr_parse(&conn.dst, c->q.addr, strlen(c->q.addr));
+		CHECK_EQ(policy_names_matter(p, &conn), c->matter);
+		policy_free(p);
+	}
+}
+
 static void test_verdict_label(void)
 {
 	char buf[POLICY_RULE_LABEL_MAX];
@@ -1101,6 +1145,7 @@ static const struct check_test tests[] = {
 	{"parse_bounds", test_parse_bounds},
 	{"load_file", test_load_file},
 	{"decisions", test_decisions},
+	{"names_matter", test_names_matter},
 	{"verdict_label", test_verdict_label},
 	{"shadow_warnings", test_shadow_warnings},
 	{"glob_matches_definition", test_glob_matches_definition},
