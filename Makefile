@@ -5,7 +5,7 @@
 #   make check      install missing Debian packages, build, run unit tests plainly and under
 #                   ASan+UBSan, run each fuzz target for a bounded time
 #   make bench      optimised build, then the benchmark table
-#   make demo       a session in a private test world (comes with Linux sessions)
+#   make demo       a session in a private test world: allowed and denied connections, audit trail
 #   make windows    mingw-w64 cross build (comes with the Windows backend)
 
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
@@ -58,10 +58,7 @@ bench: deps build-release/CMakeCache.txt
 	@scripts/bench.sh build-release
 
 demo: deps sluice
-	@echo "make demo: sessions (sluice run) are not built yet; see issue 3. Showing the policy tools instead:"
-	build/sluice --version
-	build/sluice policy --default
-	build/sluice check docs/examples/registry-only.policy
+	@scripts/demo.sh build/sluice
 
 windows:
 	@echo "make windows: the mingw-w64 cross build comes with the Windows backend (issue 5)." >&2

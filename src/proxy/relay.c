@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/net.h"
 #include "policy/policy.h"
+#include "proxy/peek.h"
 
 /* Connections accepted per listener wake-up, so that a flood cannot starve relaying. */
 #define ACCEPT_BURST 64
@@ -16,6 +17,7 @@
 #define EXE_MAX 512
 
 enum conn_state {
+	CONN_PEEKING, /* waiting for the client's first bytes (a TLS SNI or HTTP Host) */
 	CONN_DIALING,
 	CONN_RELAYING,
 };
@@ -40,6 +42,9 @@ struct conn {
 	int64_t pid;
 	char *exe;    /* or NULL */
 	char *domain; /* the name the decision saw first, or NULL */
+	enum audit_domain_src domain_src;
+	uint8_t *early;   /* the client's first bytes, read while peeking: sent upstream first */
+	size_t early_len, early_sent;
 	struct policy_verdict verdict;
 	uint64_t started_ms; /* loop time at accept */
 };
@@ -93,6 +98,7 @@ static void conn_free(struct conn *c)
 	net_pump_free(c->pump[IN]);
 	free(c->exe);
 	free(c->domain);
+	free(c->early);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -149,7 +155,7 @@ static void log_connect(struct conn *c, const char *error)
 		.dst = c->dst,
 		.dport = c->dport,
 		.domain = c->domain,
-		.domain_src = c->domain ? AUDIT_SRC_DNS : AUDIT_SRC_NONE,
+		.domain_src = c->domain ? c->domain_src : AUDIT_SRC_NONE,
 		.decision = v->action == POLICY_ALLOW ? AUDIT_ALLOW : AUDIT_DENY,
 		.rule = rule,
 		.audit = v->audit,
@@ -166,7 +172,31 @@ static void conn_relay(struct conn *c)
 	const loop_sock from[2] = {c->client, c->upstream};
 	const loop_sock to[2] = {c->upstream, c->client};
 
+	/* What was read while peeking goes first. */
+	if (c->early_sent < c->early_len) {
+		long n = net_send(c->upstream, c->early + c->early_sent, c->early_len - c->early_sent);
+		if (n < 0 && n != -EAGAIN) {
+			char reason[96];
+			snprintf(reason, sizeof reason, "destination side: %s", strerror((int)-n));
+			relay_close(c, reason, true);
+			return;
+		}
+		if (n > 0) {
+			c->early_sent += (size_t)n;
+			c->bytes[OUT] += (uint64_t)n;
+		}
+	}
+	bool early_pending = c->early_sent < c->early_len;
+	if (!early_pending && c->early) {
+		free(c->early);
+		c->early = NULL;
+	}
+
 	for (int d = OUT; d <= IN; d++) {
+		if (d == OUT && early_pending) {
+			st[d] = (struct net_pump_status){.want_write = true, .buffered = 1};
+			continue;
+		}
 		net_pump_run(c->pump[d], from[d], to[d], &st[d]);
 		c->bytes[d] += st[d].moved;
 		if (st[d].error) {
@@ -263,7 +293,114 @@ static void print_denial(struct relay *r, struct conn *c)
 		log_error("denied tcp %s by %s", dst, rule);
 }
 
-/* A new connection from the session: origin, attribution, policy, then deny or dial. */
+/* The decision, on the stream's name if one was found, else on the session's DNS answers for
+ * the destination; then deny, or dial. */
+static void conn_decide(struct conn *c, const char *stream_name, enum audit_domain_src src)
+{
+	struct relay *r = c->relay;
+	const char *names[RELAY_MAX_NAMES];
+	size_t n_names = 0;
+
+	loop_timer_stop(r->cfg.loop, &c->timer);
+	loop_io_stop(r->cfg.loop, &c->client_io);
+	if (stream_name) {
+		/* The stream's name decides alone; it is reported as from DNS when the session's
+		 * own answers gave this address that very name (both agree), else as what it is. */
+		size_t n_dns = 0;
+		if (r->cfg.hooks.dns_names)
+			n_dns = r->cfg.hooks.dns_names(r->cfg.hooks.ctx, &c->dst, names,
+						       RELAY_MAX_NAMES);
+		c->domain_src = src;
+		for (size_t i = 0; i < n_dns; i++)
+			if (strcmp(names[i], stream_name) == 0)
+				c->domain_src = AUDIT_SRC_DNS;
+		names[0] = stream_name;
+		n_names = 1;
+	} else if (r->cfg.hooks.dns_names) {
+		n_names = r->cfg.hooks.dns_names(r->cfg.hooks.ctx, &c->dst, names, RELAY_MAX_NAMES);
+		c->domain_src = AUDIT_SRC_DNS;
+	}
+	struct policy_conn q = {
+		.proto = POLICY_TCP, .dst = c->dst, .port = c->dport,
+		.names = names, .n_names = n_names,
+	};
+	c->verdict = policy_decide_connect(r->cfg.policy, &q);
+	c->domain = n_names ? dup_text(names[0]) : NULL;
+
+	if (c->verdict.action != POLICY_ALLOW) {
+		r->stats.denied++;
+		log_connect(c, NULL);
+		print_denial(r, c);
+		net_reset(c->client);
+		conn_free(c);
+		return;
+	}
+	r->stats.allowed++;
+	c->state = CONN_DIALING;
+	bool done = false;
+	loop_sock up = net_connect_start(&c->dst, c->dport, &done);
+	if (up < 0) {
+		conn_dialed(c, (int)up);
+		return;
+	}
+	c->upstream = up;
+	loop_io_init(&c->upstream_io, up, on_dial_io, c);
+	if (done) {
+		conn_dialed(c, 0);
+		return;
+	}
+	uint32_t timeout = r->cfg.dial_timeout_ms ? r->cfg.dial_timeout_ms : RELAY_DIAL_TIMEOUT_MS;
+	loop_timer_init(&c->timer, on_dial_timeout, c);
+	if (loop_io_start(r->cfg.loop, &c->upstream_io, LOOP_WRITE) < 0 ||
+	    loop_timer_start(r->cfg.loop, &c->timer, timeout) < 0)
+		conn_dialed(c, -ENOMEM);
+}
+
+/* Reads what the client sent first and looks for a TLS SNI or HTTP Host in it. */
+static void on_peek_io(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	(void)loop;
+	(void)events;
+	struct conn *c = io->arg;
+	struct relay *r = c->relay;
+
+	if (!c->early) {
+		c->early = malloc(PEEK_MAX_BYTES);
+		if (!c->early) {
+			conn_decide(c, NULL, AUDIT_SRC_NONE);
+			return;
+		}
+	}
+	long n = net_recv(c->client, c->early + c->early_len, PEEK_MAX_BYTES - c->early_len);
+	if (n == -EAGAIN)
+		return;
+	if (n < 0) {
+		/* The client reset or failed before saying anything useful: nothing to relay. */
+			net_reset(c->client);
+		conn_free(c);
+		return;
+	}
+	c->early_len += (size_t)n;
+	char name[PEEK_NAME_MAX];
+	enum peek_source src;
+	int found = peek_name(c->early, c->early_len, name, sizeof name, &src);
+	if (found == PEEK_FOUND) {
+		r->stats.peeked++;
+		conn_decide(c, name, src == PEEK_SRC_SNI ? AUDIT_SRC_SNI : AUDIT_SRC_HOST);
+	} else if (found != PEEK_NEED_MORE || n == 0 || c->early_len == PEEK_MAX_BYTES) {
+		conn_decide(c, NULL, AUDIT_SRC_NONE);
+	}
+}
+
+/* The client said nothing naming its destination in time (SSH, SMTP: servers speak first). */
+static void on_peek_timeout(struct loop *loop, struct loop_timer *timer)
+{
+	(void)loop;
+	conn_decide(timer->arg, NULL, AUDIT_SRC_NONE);
+}
+
+/* A new connection from the session: origin, process, then the decision — after looking at the
+ * client's first bytes when a name could change it. */
 static void conn_start(struct relay *r, loop_sock client, const struct addr *peer, uint16_t port)
 {
 	struct conn *c = calloc(1, sizeof *c);
@@ -284,9 +421,9 @@ static void conn_start(struct relay *r, loop_sock client, const struct addr *pee
 	r->conns = c;
 	r->stats.active++;
 	r->stats.accepted++;
-	loop_io_init(&c->client_io, client, on_relay_io, c);
+	loop_io_init(&c->client_io, client, on_peek_io, c);
 	loop_io_init(&c->upstream_io, NET_INVALID, on_dial_io, c);
-	loop_timer_init(&c->timer, on_dial_timeout, c);
+	loop_timer_init(&c->timer, on_peek_timeout, c);
 
 	if (r->cfg.hooks.original_dst(r->cfg.hooks.ctx, client, &c->dst, &c->dport) < 0) {
 		char from[ADDR_PORT_STRLEN];
@@ -304,43 +441,15 @@ static void conn_start(struct relay *r, loop_sock client, const struct addr *pee
 		c->pid = pid > 0 ? pid : 0;
 		c->exe = pid > 0 && exe[0] ? dup_text(exe) : NULL;
 	}
-
-	const char *names[RELAY_MAX_NAMES];
-	size_t n_names = 0;
-	if (r->cfg.hooks.dns_names)
-		n_names = r->cfg.hooks.dns_names(r->cfg.hooks.ctx, &c->dst, names, RELAY_MAX_NAMES);
-	struct policy_conn q = {
-		.proto = POLICY_TCP, .dst = c->dst, .port = c->dport,
-		.names = names, .n_names = n_names,
-	};
-	c->verdict = policy_decide_connect(r->cfg.policy, &q);
-	c->domain = n_names ? dup_text(names[0]) : NULL;
-
-	if (c->verdict.action != POLICY_ALLOW) {
-		r->stats.denied++;
-		log_connect(c, NULL);
-		print_denial(r, c);
-		net_reset(client);
-		conn_free(c);
+	struct policy_conn q = {.proto = POLICY_TCP, .dst = c->dst, .port = c->dport};
+	if (!policy_names_matter(r->cfg.policy, &q)) {
+		conn_decide(c, NULL, AUDIT_SRC_NONE);
 		return;
 	}
-	r->stats.allowed++;
-	bool done = false;
-	loop_sock up = net_connect_start(&c->dst, c->dport, &done);
-	if (up < 0) {
-		conn_dialed(c, (int)up);
-		return;
-	}
-	c->upstream = up;
-	loop_io_init(&c->upstream_io, up, on_dial_io, c);
-	if (done) {
-		conn_dialed(c, 0);
-		return;
-	}
-	uint32_t timeout = r->cfg.dial_timeout_ms ? r->cfg.dial_timeout_ms : RELAY_DIAL_TIMEOUT_MS;
-	if (loop_io_start(r->cfg.loop, &c->upstream_io, LOOP_WRITE) < 0 ||
+	uint32_t timeout = r->cfg.peek_timeout_ms ? r->cfg.peek_timeout_ms : RELAY_PEEK_TIMEOUT_MS;
+	if (loop_io_start(r->cfg.loop, &c->client_io, LOOP_READ) < 0 ||
 	    loop_timer_start(r->cfg.loop, &c->timer, timeout) < 0)
-		conn_dialed(c, -ENOMEM);
+		conn_decide(c, NULL, AUDIT_SRC_NONE);
 }
 
 static void on_accept(struct loop *loop, struct loop_io *io, unsigned events)

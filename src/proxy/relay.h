@@ -3,7 +3,14 @@
  * The capture backend hands the relay listening sockets; for every accepted connection the relay
  * asks the backend for the original destination, attributes a process and a name, decides by
  * policy, dials the destination from outside the session, and relays bytes both ways (half-close
- * included) until both directions are done. Every connection produces one `connect` event; every
+ * included) until both directions are done.
+ *
+ * The name: when a name could change the decision (policy_names_matter), the relay first reads
+ * the client's opening bytes (bounded by PEEK_MAX_BYTES and RELAY_PEEK_TIMEOUT_MS) and takes the
+ * TLS SNI or HTTP Host found there; a name from the stream is what the client is really asking
+ * for, so it is decided on alone (a DNS-map name for the same address cannot launder it: no
+ * domain fronting). Without one, the names the session's DNS answers gave the address are used.
+ * The bytes read are sent upstream first, unchanged. Every connection produces one `connect` event; every
  * connection that was allowed and dialed ends through one close path that writes its `close`
  * event. A denied connection is reset at once (the client does not hang) and prints one line on
  * stderr unless quiet. A failure in one connection closes that connection only.
@@ -50,10 +57,14 @@ struct relay_config {
 	struct relay_hooks hooks;
 	bool quiet;                  /* no stderr line per denial */
 	uint32_t dial_timeout_ms;    /* 0: RELAY_DIAL_TIMEOUT_MS */
+	uint32_t peek_timeout_ms;    /* 0: RELAY_PEEK_TIMEOUT_MS */
 	size_t max_conns;            /* 0: no limit but the descriptor limit */
 };
 
 #define RELAY_DIAL_TIMEOUT_MS 10000
+/* How long the relay waits for a client's first bytes (TLS ClientHello, HTTP request) when a
+ * name could change the decision; protocols whose server speaks first are decided after it. */
+#define RELAY_PEEK_TIMEOUT_MS 500
 
 struct relay_stats {
 	uint64_t accepted;
@@ -62,6 +73,7 @@ struct relay_stats {
 	uint64_t dial_failed;
 	uint64_t shed;        /* refused at the descriptor or connection limit */
 	uint64_t no_origin;   /* no original destination could be found: reset */
+	uint64_t peeked;      /* decided on a name from the stream (TLS SNI, HTTP Host) */
 	uint64_t active;
 	uint64_t bytes_out;   /* session to destinations, closed connections */
 	uint64_t bytes_in;

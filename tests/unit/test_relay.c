@@ -142,6 +142,8 @@ struct client_job {
 	int write_errno; /* errno of a failed write, 0 if all was written */
 	int read_errno;  /* errno of the read that ended the stream, 0 for EOF */
 	bool connected;
+	bool wait_first_byte;    /* speak only after the server has (SSH-like protocols) */
+	atomic_size_t received_atomic;
 };
 
 /* Writes everything, then half-closes: runs beside the reader so that an echo cannot
@@ -151,6 +153,8 @@ static void *client_writer(void *arg)
 	struct client_job *j = arg;
 	const uint8_t *p = j->sent;
 	size_t n = j->send_bytes;
+	for (int i = 0; j->wait_first_byte && i < 10000 && !atomic_load(&j->received_atomic); i++)
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	while (n > 0) {
 		ssize_t w = write(j->fd, p, n);
 		if (w <= 0) {
@@ -180,6 +184,7 @@ static void *client_main(void *arg)
 			if (n <= 0)
 				break;
 			j->received_len += (size_t)n;
+			atomic_store(&j->received_atomic, j->received_len);
 		}
 		pthread_join(writer, NULL);
 		close(j->fd);
@@ -195,6 +200,8 @@ struct relay_case {
 	bool close_server;   /* destination port closed: the dial is refused */
 	bool origin_fails;
 	size_t send_bytes;
+	const char *opening;  /* the client's first bytes (then filler up to send_bytes) */
+	bool wait_first_byte;
 	/* expectations */
 	bool expect_data;    /* the reply arrives in full */
 	bool expect_reset;   /* the client's read or write fails with a reset */
@@ -203,19 +210,36 @@ struct relay_case {
 };
 
 static const struct relay_case cases[] = {
-	{"echo 3 MiB with half-close", "allow cidr 127.0.0.0/8\n", SERVER_ECHO, false, false,
-	 3 << 20, true, false, 1, 0, 0, 0, "\"event\":\"close\""},
-	{"greeting, then client data after the server's FIN", "allow port 1-65535\n",
-	 SERVER_GREET_FIRST, false, false, 100000, false, false, 1, 0, 0, 0,
-	 "\"bytes_out\":100000,\"bytes_in\":6"},
-	{"denied by rule", "deny cidr 127.0.0.1\nallow port 1-65535\n", SERVER_ECHO, false, false,
-	 10, false, true, 0, 1, 0, 0, "\"decision\":\"deny\",\"rule\":\"relay.policy:1\""},
-	{"denied by default", "", SERVER_ECHO, false, false, 10, false, true, 0, 1, 0, 0,
-	 "\"rule\":\"default\""},
-	{"dial refused", "allow cidr 127.0.0.0/8\n", SERVER_ECHO, true, false, 10, false, true, 1,
-	 0, 1, 0, "\"error\":\"Connection refused\""},
-	{"no original destination", "allow cidr 127.0.0.0/8\n", SERVER_ECHO, false, true, 10,
-	 false, true, 0, 0, 0, 1, NULL},
+	{.name = "echo 3 MiB with half-close", .policy = "allow cidr 127.0.0.0/8\n",
+	 .kind = SERVER_ECHO, .send_bytes = 3 << 20, .expect_data = true, .allowed = 1,
+	 .event_part = "\"event\":\"close\""},
+	{.name = "greeting, then client data after the server's FIN",
+	 .policy = "allow port 1-65535\n", .kind = SERVER_GREET_FIRST, .send_bytes = 100000,
+	 .allowed = 1, .event_part = "\"bytes_out\":100000,\"bytes_in\":6"},
+	{.name = "denied by rule", .policy = "deny cidr 127.0.0.1\nallow port 1-65535\n",
+	 .kind = SERVER_ECHO, .send_bytes = 10, .expect_reset = true, .denied = 1,
+	 .event_part = "\"decision\":\"deny\",\"rule\":\"relay.policy:1\""},
+	{.name = "denied by default", .policy = "", .kind = SERVER_ECHO, .send_bytes = 10,
+	 .expect_reset = true, .denied = 1, .event_part = "\"rule\":\"default\""},
+	{.name = "dial refused", .policy = "allow cidr 127.0.0.0/8\n", .kind = SERVER_ECHO,
+	 .close_server = true, .send_bytes = 10, .expect_reset = true, .allowed = 1,
+	 .dial_failed = 1, .event_part = "\"error\":\"Connection refused\""},
+	{.name = "no original destination", .policy = "allow cidr 127.0.0.0/8\n",
+	 .kind = SERVER_ECHO, .origin_fails = true, .send_bytes = 10, .expect_reset = true,
+	 .no_origin = 1},
+	{.name = "HTTP Host names an allowed domain", .policy = "allow domain a.test\n",
+	 .kind = SERVER_ECHO, .send_bytes = 4000,
+	 .opening = "GET / HTTP/1.1\r\nHost: A.test:8080\r\n\r\n", .expect_data = true,
+	 .allowed = 1, .event_part = "\"domain\":\"a.test\",\"domain_src\":\"host\""},
+	{.name = "HTTP Host names a denied domain, the address is allowed",
+	 .policy = "deny domain b.test\nallow cidr 127.0.0.0/8\n", .kind = SERVER_ECHO,
+	 .send_bytes = 100, .opening = "GET / HTTP/1.1\r\nHost: b.test\r\n\r\n",
+	 .expect_reset = true, .denied = 1,
+	 .event_part = "\"domain\":\"b.test\",\"domain_src\":\"host\",\"decision\":\"deny\""},
+	{.name = "server speaks first: decided without a name after the wait",
+	 .policy = "allow domain a.test\nallow cidr 127.0.0.0/8\n", .kind = SERVER_GREET_FIRST,
+	 .send_bytes = 1000, .wait_first_byte = true, .allowed = 1,
+	 .event_part = "\"decision\":\"allow\",\"rule\":\"relay.policy:2\""},
 };
 
 static void run_case(const struct relay_case *rc)
@@ -246,6 +270,7 @@ static void run_case(const struct relay_case *rc)
 		.policy = p,
 		.audit = audit,
 		.quiet = true,
+		.peek_timeout_ms = 50,
 		.hooks = {.ctx = &w, .original_dst = hook_original_dst, .wall_ms = hook_wall_ms},
 	};
 	CHECK_EQ(relay_new(&relay, &cfg), 0);
@@ -260,6 +285,9 @@ static void run_case(const struct relay_case *rc)
 	job.received = malloc(rc->send_bytes + 64);
 	for (size_t i = 0; i < rc->send_bytes; i++)
 		job.sent[i] = (uint8_t)(i * 7 + (i >> 11));
+	if (rc->opening)
+		memcpy(job.sent, rc->opening, strlen(rc->opening));
+	job.wait_first_byte = rc->wait_first_byte;
 	if (w.server_fd >= 0) {
 		pthread_create(&server, NULL, server_main, &w);
 		server_started = true;
