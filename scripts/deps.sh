@@ -8,6 +8,7 @@ packages=(
   clang libclang-rt-14-dev llvm      # libFuzzer targets, clang builds, ASan/UBSan runtimes
   libmnl-dev libnftables-dev         # Linux sessions: rtnetlink, nftables rules in the namespace
   nftables iproute2 procps util-linux python3   # e2e tests: inspect namespaces, drive clients
+  dnsmasq-base curl bind9-dnsutils socat openssl jq   # e2e test world: servers and clients
 )
 
 missing=()
