@@ -193,10 +193,9 @@ static int tls_gather(const uint8_t *buf, size_t len, uint8_t *hs, const uint8_t
 			if (avail < take)
 				return PEEK_NEED_MORE;
 			if (need == TLS_HANDSHAKE_HEADER && have == TLS_HANDSHAKE_HEADER) {
-				size_t msg_len = (size_t)msg[1] << 16 | (size_t)msg[2] << 8 | msg[3];
-				if (msg_len > PEEK_MAX_BYTES - TLS_RECORD_HEADER - TLS_HANDSHAKE_HEADER)
+				need += (size_t)msg[1] << 16 | (size_t)msg[2] << 8 | msg[3];
+				if (need > PEEK_MAX_BYTES - TLS_RECORD_HEADER)
 					return PEEK_MALFORMED;
-				need += msg_len;
 			}
 			if (have == need) {
 				*body = msg + TLS_HANDSHAKE_HEADER;
@@ -422,7 +421,8 @@ static int http_host_port(const uint8_t *s, size_t n, bool port_required, struct
 	return port <= 65535 ? PEEK_FOUND : PEEK_MALFORMED;
 }
 
-/* The host a request target names, if it has an authority (RFC 9112 section 3.2). */
+/* The host a request target names, if it has an authority (RFC 9112 section 3.2). A userinfo
+ * part ("user@host") is refused with the other non-host bytes. */
 static int http_target_host(const struct http_request *rq, struct http_host *h)
 {
 	const uint8_t *t = rq->target;
@@ -440,11 +440,8 @@ static int http_target_host(const struct http_request *rq, struct http_host *h)
 	if (i == 0 || n - i < 3 || memcmp(t + i, "://", 3) != 0)
 		return PEEK_MALFORMED;
 	size_t start = i + 3, end = start;
-	while (end < n && t[end] != '/' && t[end] != '?' && t[end] != '#') {
-		if (t[end] == '@')
-			return PEEK_MALFORMED;
+	while (end < n && t[end] != '/' && t[end] != '?' && t[end] != '#')
 		end++;
-	}
 	if (end == start)
 		return PEEK_MALFORMED;
 	return http_host_port(t + start, end - start, false, h);
