@@ -309,7 +309,10 @@ static void test_parse_ignores_trailing_bytes(void)
 		uint8_t padded[256];
 		struct pkt p;
 		check_case("%s", c->name);
-		CHECK(c->len + 18 <= sizeof padded);
+		if (c->len + 18 > sizeof padded) {
+			check_fail(__FILE__, __LINE__, "packet too long for the padded copy");
+			continue;
+		}
 		memcpy(padded, c->bytes, c->len);
 		memset(padded + c->len, 0xee, 18);
 		CHECK_EQ(parse_copy(padded, c->len + 18, &p), c->rc);
