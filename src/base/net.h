@@ -17,13 +17,11 @@
 #define NET_INVALID ((loop_sock)-1)
 
 /* Accepts one connection from a listening socket. Returns the new socket (>= 0) and the peer
- * address, -EAGAIN when none is waiting, -EMFILE/-ENFILE at the descriptor limit (the caller
- * then sheds the connection with net_accept_shed), or another negative errno. */
+ * address; -EAGAIN when none is waiting (or the one waiting went away); -EMFILE/-ENFILE at the
+ * descriptor limit, after shedding the oldest waiting connection (accepted with a descriptor
+ * kept in reserve and reset at once, so that the listener does not stay readable forever while
+ * existing connections keep flowing); or another negative errno. */
 loop_sock net_accept(loop_sock listener, struct addr *peer, uint16_t *peer_port);
-
-/* At the descriptor limit: accepts the oldest waiting connection and resets it at once, using
- * a descriptor kept in reserve, so that the listener does not stay readable forever. */
-void net_accept_shed(loop_sock listener);
 
 /* Starts a non-blocking TCP connect to dst:port. Returns the socket, which becomes writable
  * when the connect has finished (see net_connect_result), or a negative errno (-ENETUNREACH...).
@@ -56,7 +54,7 @@ void net_reset(loop_sock sock);
 
 /* Prepares the process for relaying: a peer that went away is an error code, not a signal
  * (SIGPIPE ignored); the soft descriptor limit is raised to the hard one; a descriptor is kept
- * in reserve for net_accept_shed. Returns the resulting descriptor limit, or a negative errno. */
+ * in reserve for shedding at the limit (net_accept). Returns the resulting descriptor limit, or a negative errno. */
 long net_prepare_process(void);
 
 /* A one-way byte pump between two connected stream sockets with a bounded buffer in between

@@ -62,28 +62,36 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-loop_sock net_accept(loop_sock listener, struct addr *peer, uint16_t *peer_port)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-	int fd = accept4((int)listener, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	addr_from_sockaddr(&ss, peer, peer_port);
-	set_nodelay(fd);
-	return fd;
-}
-
-void net_accept_shed(loop_sock listener)
+/* At the descriptor limit: frees the reserve descriptor, accepts the oldest waiting
+ * connection with it and resets it, then takes the reserve back. */
+static void accept_shed(int listener)
 {
 	if (reserve_fd >= 0) {
 		close(reserve_fd);
 		reserve_fd = -1;
 	}
-	int fd = accept4((int)listener, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 	if (fd >= 0)
 		net_reset(fd);
 	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+loop_sock net_accept(loop_sock listener, struct addr *peer, uint16_t *peer_port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	int fd = accept4((int)listener, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		if (err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+			return -EAGAIN;
+		if (err == EMFILE || err == ENFILE)
+			accept_shed((int)listener);
+		return -err;
+	}
+	addr_from_sockaddr(&ss, peer, peer_port);
+	set_nodelay(fd);
+	return fd;
 }
 
 loop_sock net_connect_start(const struct addr *dst, uint16_t port, bool *done)

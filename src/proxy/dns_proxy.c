@@ -647,11 +647,10 @@ static void on_tcp_accept(struct loop *loop, struct loop_io *io, unsigned events
 		struct addr peer;
 		uint16_t port;
 		loop_sock s = net_accept(io->sock, &peer, &port);
-		if (s == -EAGAIN || s == -EINTR || s == -ECONNABORTED)
+		if (s == -EAGAIN)
 			return;
 		if (s < 0) {
-			net_accept_shed(io->sock);
-			p->stats.shed++;
+			p->stats.shed++; /* at the descriptor limit: net_accept shed one */
 			return;
 		}
 		struct tcp_conn *c = p->n_tcp < DNS_PROXY_MAX_TCP ? calloc(1, sizeof *c) : NULL;

