@@ -54,7 +54,8 @@ void net_reset(loop_sock sock);
 
 /* Prepares the process for relaying: a peer that went away is an error code, not a signal
  * (SIGPIPE ignored); the soft descriptor limit is raised to the hard one; a descriptor is kept
- * in reserve for shedding at the limit (net_accept). Returns the resulting descriptor limit, or a negative errno. */
+ * in reserve for shedding at the limit (net_accept). Returns the resulting descriptor limit,
+ * or a negative errno. */
 long net_prepare_process(void);
 
 /* A one-way byte pump between two connected stream sockets with a bounded buffer in between

@@ -157,10 +157,18 @@ static int server(int family, int type, const void *sa, socklen_t len, uint16_t 
 	return s;
 }
 
-/* A client socket, bound to `bind_sa` if given, connected to `to` if given; returns it. It is
- * left open on purpose: the process holds it until the world ends. */
-static int client(int family, int type, const void *bind_sa, socklen_t bind_len, const void *to,
-		  socklen_t to_len, uint16_t *port)
+/* Closes s, keeping errno (the cause of the failure being reported). */
+static int close_failed(int s)
+{
+	int saved = errno;
+
+	close(s);
+	errno = saved;
+	return -1;
+}
+
+/* A client socket (IPv6: carrying IPv4 too), bound to `bind_sa` if given; -1 on failure. */
+static int client_socket(int family, int type, const void *bind_sa, socklen_t bind_len)
 {
 	int s = socket(family, type | SOCK_CLOEXEC, 0);
 	int off = 0;
@@ -168,12 +176,29 @@ static int client(int family, int type, const void *bind_sa, socklen_t bind_len,
 	if (s < 0)
 		return -1;
 	if (family == AF_INET6 && setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) < 0)
-		return -1;
+		return close_failed(s);
 	if (bind_sa && bind(s, bind_sa, bind_len) < 0)
-		return -1;
+		return close_failed(s);
+	return s;
+}
+
+/* Connects client socket s to `to` if given; returns s, its port in *port (s is closed and -1
+ * returned on failure). */
+static int client_connect(int s, const void *to, socklen_t to_len, uint16_t *port)
+{
 	if (to && connect(s, to, to_len) < 0)
-		return -1;
-	return port_of(s, port) < 0 ? -1 : s;
+		return close_failed(s);
+	return port_of(s, port) < 0 ? close_failed(s) : s;
+}
+
+/* A client socket, bound to `bind_sa` if given, connected to `to` if given; returns it. It is
+ * left open on purpose: the process holds it until the world ends. */
+static int client(int family, int type, const void *bind_sa, socklen_t bind_len, const void *to,
+		  socklen_t to_len, uint16_t *port)
+{
+	int s = client_socket(family, type, bind_sa, bind_len);
+
+	return s < 0 ? -1 : client_connect(s, to, to_len, port);
 }
 
 static void open_sockets(struct report *r)
@@ -184,8 +209,14 @@ static void open_sockets(struct report *r)
 	struct sockaddr_in host_u = v4("127.0.0.1", host_udp_port);
 	struct sockaddr_in6 t6, u6, t4_mapped;
 	uint16_t tcp4_port, udp4_port, tcp6_port = 0, udp6_port = 0;
-	int probe;
+	int probe, host_tcp_sock = -1, host_udp_sock = -1;
 
+	/* The host's port numbers are bound first: only init holds them, and this is its first
+	 * step in a new network namespace, so no ephemeral port of this world can be on them. */
+	if (r->host_ports) {
+		TRY(host_tcp_sock = client_socket(AF_INET, SOCK_STREAM, &host_t, sizeof host_t));
+		TRY(host_udp_sock = client_socket(AF_INET, SOCK_DGRAM, &host_u, sizeof host_u));
+	}
 	TRY(server(AF_INET, SOCK_STREAM, &lo4, sizeof lo4, &tcp4_port));
 	TRY(server(AF_INET, SOCK_DGRAM, &lo4, sizeof lo4, &udp4_port));
 	t4 = v4("127.0.0.1", tcp4_port);
@@ -208,11 +239,9 @@ static void open_sockets(struct report *r)
 	TRY(client(AF_INET, SOCK_DGRAM, &any4, sizeof any4, NULL, 0, &r->local_port[UDP4_ANY]));
 	r->remote_port[UDP4_ANY] = udp4_port;
 	if (r->host_ports) {
-		TRY(client(AF_INET, SOCK_STREAM, &host_t, sizeof host_t, &t4, sizeof t4,
-			   &r->local_port[TCP4_HOSTPORT]));
+		TRY(client_connect(host_tcp_sock, &t4, sizeof t4, &r->local_port[TCP4_HOSTPORT]));
 		r->remote_port[TCP4_HOSTPORT] = tcp4_port;
-		TRY(client(AF_INET, SOCK_DGRAM, &host_u, sizeof host_u, &u4, sizeof u4,
-			   &r->local_port[UDP4_HOSTPORT]));
+		TRY(client_connect(host_udp_sock, &u4, sizeof u4, &r->local_port[UDP4_HOSTPORT]));
 		r->remote_port[UDP4_HOSTPORT] = udp4_port;
 	}
 	if (!r->have_v6)
@@ -652,9 +681,48 @@ static void check_absent(struct attribution *at, const struct absent_case *cases
 	}
 }
 
+/* Sockets client_off_world opens, at most, to find one whose port the world does not use. */
+#define OFF_WORLD_TRIES 8
+
+/* Whether port is one that a socket of init or its child (every socket of the world before
+ * world_command) has as its own: its local port, or its listener's or receiver's. */
+static bool world_uses(const struct world *w, uint16_t port)
+{
+	const struct report *reports[] = { &w->init_report, &w->child_report };
+
+	for (size_t i = 0; i < sizeof reports / sizeof reports[0]; i++)
+		for (int c = 0; c < SOCK_CASES; c++)
+			if (reports[i]->local_port[c] == port || reports[i]->remote_port[c] == port)
+				return true;
+	return false;
+}
+
+/* Like client(), for the test's own sockets that no session process holds: their port must be
+ * one no world socket uses (namespaces have their own port numbers, and a TCP port picked by
+ * connect is shared by connections to different destinations), or a lookup without the
+ * destination rightly finds the session's socket. Up to OFF_WORLD_TRIES sockets are opened
+ * until one qualifies (those rejected are held meanwhile, so each try gets another port);
+ * returns it, or -1. */
+static int client_off_world(const struct world *w, int family, int type, const void *bind_sa,
+			    socklen_t bind_len, const void *to, socklen_t to_len, uint16_t *port)
+{
+	int rejected[OFF_WORLD_TRIES], n = 0, s = -1;
+
+	while (n < OFF_WORLD_TRIES) {
+		s = client(family, type, bind_sa, bind_len, to, to_len, port);
+		if (s < 0 || !world_uses(w, *port))
+			break;
+		rejected[n++] = s;
+		s = -1;
+	}
+	while (n > 0)
+		close(rejected[--n]);
+	return s;
+}
+
 /* Opens, inside the world's network namespace, sockets that the test (outside the session)
  * holds, as sluice holds its listeners there: a TCP connection to init's listener and a UDP
- * socket. Returns false if that failed. */
+ * socket, on ports no session socket uses. Returns false if that failed. */
 static bool open_in_world_netns(const struct world *w, int *tcp, uint16_t *tcp_port, int *udp,
 				uint16_t *udp_port)
 {
@@ -670,8 +738,10 @@ static bool open_in_world_netns(const struct world *w, int *tcp, uint16_t *tcp_p
 	own_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	session_ns = open(path, O_RDONLY | O_CLOEXEC);
 	if (own_ns >= 0 && session_ns >= 0 && setns(session_ns, CLONE_NEWNET) == 0) {
-		*tcp = client(AF_INET, SOCK_STREAM, NULL, 0, &t4, sizeof t4, tcp_port);
-		*udp = client(AF_INET, SOCK_DGRAM, &lo4, sizeof lo4, &u4, sizeof u4, udp_port);
+		*tcp = client_off_world(w, AF_INET, SOCK_STREAM, NULL, 0, &t4, sizeof t4,
+					tcp_port);
+		*udp = client_off_world(w, AF_INET, SOCK_DGRAM, &lo4, sizeof lo4, &u4, sizeof u4,
+					udp_port);
 		if (setns(own_ns, CLONE_NEWNET) < 0)
 			abort();
 		ok = *tcp >= 0 && *udp >= 0;
@@ -689,7 +759,7 @@ static void test_unknown_and_outside(void)
 	struct attribution *at = NULL;
 	struct sockaddr_in lo4 = v4("127.0.0.1", 0), to = v4("127.0.0.1", host_tcp_port);
 	uint16_t host_tcp = 0, host_udp = 0, ns_tcp_port = 0, ns_udp_port = 0;
-	int ns_tcp = -1, ns_udp = -1;
+	int host_tcp_sock, host_udp_sock, ns_tcp = -1, ns_udp = -1;
 	struct report r;
 	pid_t pid;
 
@@ -697,8 +767,11 @@ static void test_unknown_and_outside(void)
 	if (!w.init)
 		return;
 	CHECK_EQ(attribution_new(&at, w.init), 0);
-	CHECK(client(AF_INET, SOCK_STREAM, NULL, 0, &to, sizeof to, &host_tcp) >= 0);
-	CHECK(client(AF_INET, SOCK_DGRAM, &lo4, sizeof lo4, NULL, 0, &host_udp) >= 0);
+	host_tcp_sock = client_off_world(&w, AF_INET, SOCK_STREAM, NULL, 0, &to, sizeof to,
+					 &host_tcp);
+	host_udp_sock = client_off_world(&w, AF_INET, SOCK_DGRAM, &lo4, sizeof lo4, NULL, 0,
+					 &host_udp);
+	CHECK(host_tcp_sock >= 0 && host_udp_sock >= 0);
 	CHECK(open_in_world_netns(&w, &ns_tcp, &ns_tcp_port, &ns_udp, &ns_udp_port));
 	if (at) {
 		uint16_t t4 = w.init_report.remote_port[TCP4], u4 = w.init_report.remote_port[UDP4];
@@ -738,6 +811,10 @@ static void test_unknown_and_outside(void)
 		CHECK_EQ(attribution_lookup(at, &tcp_flow, NULL, 0), w.init);
 		CHECK_EQ(attribution_lookup(at, &udp_flow, NULL, 0), w.init);
 	}
+	if (host_tcp_sock >= 0)
+		close(host_tcp_sock);
+	if (host_udp_sock >= 0)
+		close(host_udp_sock);
 	if (ns_tcp >= 0)
 		close(ns_tcp);
 	if (ns_udp >= 0)
