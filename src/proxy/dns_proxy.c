@@ -563,12 +563,21 @@ static bool tcp_write_client(struct tcp_conn *c)
 	return true;
 }
 
+/* True when a complete query waits in `in` for its turn. */
+static bool tcp_query_waiting(const struct tcp_conn *c)
+{
+	const uint8_t *msg;
+	size_t len;
+	return c->state == TCP_READ_QUERY && dns_tcp_next(c->in, c->in_len, &msg, &len) != 0;
+}
+
 /* Advances the connection as far as it can go, then sets what each socket waits for. */
 static void tcp_step(struct tcp_conn *c)
 {
 	struct dns_proxy *p = c->proxy;
 	for (int round = 0; round < 8; round++) {
 		enum tcp_state before = c->state;
+		bool took_query = false; /* READ -> ... -> READ is progress: a pipelined query */
 		if (c->state == TCP_READ_QUERY) {
 			const uint8_t *msg;
 			size_t len;
@@ -583,13 +592,14 @@ static void tcp_step(struct tcp_conn *c)
 					return;
 				memmove(c->in, c->in + used, c->in_len - (size_t)used);
 				c->in_len -= (size_t)used;
+				took_query = true;
 			}
 		}
 		if (c->state == TCP_FORWARD && c->upstream_connected && !tcp_forward_io(c))
 			return;
 		if (c->state == TCP_WRITE_REPLY && !tcp_write_client(c))
 			return;
-		if (c->state == before)
+		if (c->state == before && !took_query)
 			break;
 	}
 	unsigned client_events = c->state == TCP_READ_QUERY ? LOOP_READ
@@ -604,7 +614,9 @@ static void tcp_step(struct tcp_conn *c)
 		tcp_close(c, "out of resources");
 		return;
 	}
-	loop_timer_start(p->cfg.loop, &c->timer, timeout_ms(p));
+	/* Queries still waiting in `in` (a long pipeline) continue on the next iteration, so that
+	 * one connection cannot hold the loop; otherwise the timer is the idle timeout. */
+	loop_timer_start(p->cfg.loop, &c->timer, tcp_query_waiting(c) ? 0 : timeout_ms(p));
 }
 
 static void on_tcp_client(struct loop *loop, struct loop_io *io, unsigned events)
@@ -630,6 +642,10 @@ static void on_tcp_timeout(struct loop *loop, struct loop_timer *timer)
 {
 	(void)loop;
 	struct tcp_conn *c = timer->arg;
+	if (tcp_query_waiting(c)) {
+		tcp_step(c);
+		return;
+	}
 	if (c->state == TCP_FORWARD)
 		c->proxy->stats.timeouts++;
 	tcp_close(c, "resolver did not answer");

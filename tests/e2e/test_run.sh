@@ -25,7 +25,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "SKIP: needs root (network namespaces)"
 	exit 77
 fi
-for tool in ip nft curl dig dnsmasq socat openssl python3 jq timeout pgrep sha256sum; do
+for tool in ip nft curl dig dnsmasq socat openssl python3 jq timeout pgrep sha256sum prlimit; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "SKIP: $tool not installed (scripts/deps.sh installs it)"
 		exit 77
@@ -346,6 +346,336 @@ check "... and the dns event says the query went unanswered" "allow 203.0.113.54
 		| "\(.decision) \(.resolver) \(.answers | tojson) \(.error != null)"')"
 echo "     (measured: refused in ${refused_ms} ms, blackhole given up in ${hole_ms} ms," \
 	"silent resolver ${silent_ms} ms — each the whole session)"
+
+echo "# many connections at once, sluice at a descriptor limit of 256"
+cat >"$tmp/flood.py" <<'EOF'
+# flood.py DIR N: N connections at once to a.test:80 from inside the session, opened by
+# processes of 200 each (the session inherits sluice's descriptor limit), in steps that the
+# test drives: each step prints a line and waits for DIR/goK (at most 20 s).
+import json, os, select, socket, sys, time
+
+d, n = sys.argv[1], int(sys.argv[2])
+CHUNK = 200
+req = b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n"
+
+
+def step(k, line):
+    print(line, flush=True)
+    end = time.monotonic() + 20
+    while not os.path.exists("%s/go%d" % (d, k)):
+        if time.monotonic() > end:
+            sys.exit("no go%d" % k)
+        time.sleep(0.05)
+
+
+def get(s, end):
+    """Sends req on s, reads until EOF or end: the body, "reset" or "hung"."""
+    got = b""
+    try:
+        s.sendall(req)
+        while time.monotonic() < end:
+            s.settimeout(max(0.01, end - time.monotonic()))
+            b = s.recv(4096)
+            if not b:
+                return got.split(b"\r\n\r\n", 1)[-1].decode().strip() if got else "reset"
+            got += b
+    except ConnectionError:
+        return "reset"
+    except socket.timeout:
+        pass
+    return "hung"
+
+
+def read_from(fd):
+    r, _, _ = select.select([fd], [], [], 30)
+    if not r:
+        sys.exit("a worker hangs")
+    return os.read(fd, 4096)
+
+
+def worker(count, dst, cmd, res):
+    """Opens count connections, waits (bounded) until sluice reset the ones it refuses, then on
+    each byte from cmd: sends a request on each one still open; closes them all."""
+    socks, out = [], {"first": None, "answered": 0, "reset": 0, "hung": 0}
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(dst)
+            socks.append(s)
+        except ConnectionError:
+            out["reset"] += 1
+            s.close()
+        except OSError:
+            out["hung"] += 1
+            s.close()
+    alive, end = list(socks), time.monotonic() + 10
+    while len(alive) > count // 2 and time.monotonic() < end:
+        for s in select.select(alive, [], [], 0.2)[0]:
+            try:
+                s.setblocking(False)
+                if s.recv(1, socket.MSG_PEEK) == b"":
+                    raise ConnectionResetError
+            except ConnectionError:
+                alive.remove(s)
+            except BlockingIOError:
+                pass
+    os.write(res, b"o")
+    os.read(cmd, 1)
+    end = time.monotonic() + 15
+    for i, s in enumerate(socks):
+        r = get(s, end) if s in alive else "reset"
+        if i == 0 and out["first"] is None:
+            out["first"] = r
+        else:
+            out[r if r in ("reset", "hung") else "answered"] += 1
+    os.write(res, json.dumps(out).encode())
+    os.read(cmd, 1)
+    for s in socks:
+        s.close()
+    os.write(res, b"c")
+
+
+dst = socket.getaddrinfo("a.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+step(1, "ready %s" % dst[0])
+workers = []
+for lo in range(0, n, CHUNK):
+    cmd_r, cmd_w = os.pipe()
+    res_r, res_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        worker(min(CHUNK, n - lo), dst, cmd_r, res_w)
+        os._exit(0)
+    os.close(cmd_r)
+    os.close(res_w)
+    workers.append((pid, cmd_w, res_r))
+    read_from(res_r)  # the next one connects once this one's connections are all made
+step(2, "open")
+total = {"first": None, "answered": 0, "reset": 0, "hung": 0}
+for _, cmd_w, res_r in workers:
+    os.write(cmd_w, b"g")
+    got = json.loads(read_from(res_r))
+    total["first"] = total["first"] or got["first"]
+    for k in ("answered", "reset", "hung"):
+        total[k] += got[k]
+print("first: %s" % total["first"])
+print("answered %d, refused or reset %d, hung %d" % (
+    total["answered"], total["reset"], total["hung"]), flush=True)
+for pid, cmd_w, res_r in workers:
+    os.write(cmd_w, b"x")
+    read_from(res_r)
+    os.waitpid(pid, 0)
+step(3, "closed")
+s = socket.create_connection(dst, timeout=5)
+print("after: %s" % get(s, time.monotonic() + 5), flush=True)
+EOF
+fds_of() { # PID: how many descriptors the process has open
+	find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
+}
+exited() { # PID: the process has exited (a zombie counts)
+	[ ! -e "/proc/$1" ] || [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" = Z ]
+}
+flood=$tmp/flood
+mkdir "$flood"
+start=$(now_ms)
+# ip netns exec and prlimit exec, so $! is sluice's own PID.
+(cd "$tmp" && exec ip netns exec "$WORLD_NS" prlimit --nofile=256:256 "$sluice" run \
+	--mode "$mode" --policy world.policy --audit "$tmp/flood.jsonl" -- \
+	timeout 60 python3 "$tmp/flood.py" "$flood" 400) >"$flood/out" 2>"$flood/err" &
+pid=$!
+background+=("$pid")
+at_step() { # TEXT: the client printed TEXT, or the session is over
+	grep -q -- "$1" "$flood/out" || exited "$pid"
+}
+poll 100 at_step '^ready' || true
+fd_start=$(fds_of "$pid")
+touch "$flood/go1"
+poll 300 at_step '^open' || true
+fd_peak=$(fds_of "$pid")
+touch "$flood/go2"
+poll 300 at_step '^closed' || true
+fds_back() { [ "$(fds_of "$pid")" -le "$fd_start" ]; }
+poll 100 fds_back || true
+fd_end=$(fds_of "$pid")
+touch "$flood/go3"
+poll 300 exited "$pid" || kill -KILL "$pid" 2>/dev/null || true
+rc=0; wait "$pid" || rc=$?
+flood_ms=$(($(now_ms) - start))
+check "400 connections at once: the session ends well" "0 ''" "$rc '$(cat "$flood/err")'"
+check "... the first one still works after the flood" \
+	"first: hello from 198.51.100.10 host=a.test" "$(grep '^first:' "$flood/out")"
+check "... every other one is answered or refused/reset, none left hanging" \
+	"some answered, some refused or reset, hung 0" \
+	"$(awk '/^answered/ { gsub(",", ""); print ($2 > 0 ? "some" : $2) " answered, " \
+		($6 > 0 ? "some" : $6) " refused or reset, hung " $8 }' "$flood/out")"
+check "... the session_end stats count the refused ones (tcp_shed > 0)" true \
+	"$(audit "$tmp/flood.jsonl" 'select(.event == "session_end") | .stats.tcp_shed > 0')"
+check "... and is back to its $fd_start descriptors once they are closed" "$fd_start" \
+	"$([ "$fd_end" -le "$fd_start" ] && echo "$fd_start" || echo "$fd_end")"
+check "... then a new connection works" "after: hello from 198.51.100.10 host=a.test" \
+	"$(grep '^after:' "$flood/out")"
+echo "     (measured: the whole session ${flood_ms} ms; $(grep '^answered' "$flood/out");" \
+	"sluice's descriptors $fd_start, $fd_peak at the peak, $fd_end after)"
+
+echo "# malformed DNS messages"
+cat >"$tmp/dnsbad.py" <<'EOF'
+# dnsbad.py RESOLVER: sends malformed DNS messages to RESOLVER:53 over UDP and TCP, each
+# followed by a good query from the same socket; prints, per message, what came back before
+# the good query's answer: "FORMERR" (a reply with the message's id), "closed", or nothing.
+import random, socket, struct, sys
+
+resolver = sys.argv[1]
+QUESTION = b"\x01a\x04test\x00" + struct.pack("!HH", 1, 1)
+good = struct.pack("!HHHHHH", 0x7777, 0x0100, 1, 0, 0, 0) + QUESTION
+junk = bytearray(random.Random(7).randbytes(40))
+junk[2] &= 0x7F  # a query, as far as the header says
+bad = {
+    "random bytes": bytes(junk),
+    "a truncated header": b"\x42\x42\x01\x00\x00\x01\x00",
+    "a response": struct.pack("!HHHHHH", 0x4343, 0x8180, 1, 1, 0, 0) + QUESTION
+    + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + bytes([198, 51, 100, 10]),
+    "a compression loop": struct.pack("!HHHHHH", 0x4444, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c"
+    + struct.pack("!HH", 1, 1),
+}
+
+
+def describe(msg, sent):
+    if len(msg) < 12:
+        return "short reply"
+    qid, flags = struct.unpack("!HH", msg[:4])
+    if qid == 0x7777 and flags & 0x8000 and flags & 0xF == 0:
+        return "answered"
+    if msg[:2] == sent[:2] and flags & 0x8000 and flags & 0xF == 1:
+        return "FORMERR"
+    return "id %04x rcode %d" % (qid, flags & 0xF)
+
+
+def over_udp(msg):
+    seen = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.connect((resolver, 53))
+        s.send(msg)
+        s.send(good)
+        try:
+            while not seen or seen[-1] != "answered":
+                seen.append(describe(s.recv(4096), msg))
+        except socket.timeout:
+            seen.append("timeout")
+    return seen
+
+
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        got = s.recv(n - len(b))
+        if not got:
+            raise ConnectionResetError
+        b += got
+    return b
+
+
+def over_tcp(msg):
+    seen = []
+    with socket.create_connection((resolver, 53), timeout=5) as s:
+        try:
+            s.sendall(struct.pack("!H", len(msg)) + msg + struct.pack("!H", len(good)) + good)
+            while not seen or seen[-1] != "answered":
+                n = struct.unpack("!H", recv_exact(s, 2))[0]
+                seen.append(describe(recv_exact(s, n), msg))
+        except ConnectionError:
+            seen.append("closed")
+        except socket.timeout:
+            seen.append("timeout")
+    return seen
+
+
+for proto, send in (("udp", over_udp), ("tcp", over_tcp)):
+    for name, msg in bad.items():
+        print("%s %s: %s" % (proto, name, " ".join(send(msg))), flush=True)
+EOF
+rc=0
+srun --audit "$tmp/dnsbad.jsonl" -- sh -c "timeout 30 python3 $tmp/dnsbad.py 203.0.113.53
+	dig +time=2 +tries=1 +short a.test" >"$tmp/out" 2>"$tmp/err" || rc=$?
+check "garbage to the resolver: the session ends well" "0 ''" "$rc '$(cat "$tmp/err")'"
+for proto in udp tcp; do
+	check "... over $proto, random bytes (a query by the header): FORMERR, then answers" \
+		"$proto random bytes: FORMERR answered" "$(grep "^$proto random bytes:" "$tmp/out")"
+	check "... over $proto, a query with a compression loop: FORMERR, then answers" \
+		"$proto a compression loop: FORMERR answered" \
+		"$(grep "^$proto a compression loop:" "$tmp/out")"
+done
+check "... over udp, a truncated header and a response: ignored, then answers" \
+	"udp a truncated header: answered|udp a response: answered" \
+	"$(grep -e "^udp a truncated header:" -e "^udp a response:" "$tmp/out" | paste -sd'|')"
+check "... over tcp, a truncated header and a response: the connection is closed" \
+	"tcp a truncated header: closed|tcp a response: closed" \
+	"$(grep -e "^tcp a truncated header:" -e "^tcp a response:" "$tmp/out" | paste -sd'|')"
+check "... then dig still gets its answer" 198.51.100.10 "$(tail -n 1 "$tmp/out")"
+check "... and session_end counts the 8 malformed messages" 8 \
+	"$(audit "$tmp/dnsbad.jsonl" 'select(.event == "session_end") | .stats.dns_malformed')"
+
+cat >"$tmp/pipeline.py" <<'EOF'
+# pipeline.py RESOLVER: 30 queries for evil.test (denied) then one for a.test, in one TCP write
+# (RFC 7766 pipelining); prints how many answers came back and the last one's id and rcode.
+import socket, struct, sys
+def query(qid, name):
+    labels = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    msg = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + struct.pack(">HH", 1, 1)
+    return struct.pack(">H", len(msg)) + msg
+s = socket.create_connection((sys.argv[1], 53), timeout=8)
+s.sendall(b"".join(query(i, "evil.test") for i in range(30)) + query(99, "a.test"))
+buf, got = b"", []
+while len(got) < 31:
+    data = s.recv(65536)
+    if not data:
+        break
+    buf += data
+    while len(buf) >= 2 and len(buf) >= 2 + struct.unpack(">H", buf[:2])[0]:
+        n = struct.unpack(">H", buf[:2])[0]
+        got.append((struct.unpack(">H", buf[2:4])[0], buf[5] & 15))
+        buf = buf[2 + n:]
+print(len(got), "answers, last id", got[-1][0] if got else -1, "rcode", got[-1][1] if got else -1)
+EOF
+check "31 pipelined TCP queries, 30 denied: all answered in order" \
+	"31 answers, last id 99 rcode 0" \
+	"$(srun --quiet -- timeout 20 python3 "$tmp/pipeline.py" 203.0.113.53 2>&1)"
+
+echo "# sluice killed with SIGKILL mid-session"
+marker=sluice-killed-$$
+in_session() { # MARKER: PIDs of the session's processes, by the marker in their command line
+	pgrep -f -- "$1" || true
+}
+in_netns() { # NET: how many processes are in the network namespace NET ("net:[...]")
+	for f in /proc/[0-9]*/ns/net; do readlink "$f" 2>/dev/null; done | grep -cxF "$1" || true
+}
+# shellcheck disable=SC2016 # expanded by the session's shell
+(cd "$tmp" && exec ip netns exec "$WORLD_NS" "$sluice" run --mode "$mode" \
+	--policy world.policy -- timeout 30 sh -c 'readlink /proc/self/ns/net; echo ready; i=0
+	while [ $i -lt 300 ]; do curl -s -4 --max-time 1 -o /dev/null http://a.test/; i=$((i + 1))
+	done' "$marker") >"$tmp/killed" 2>&1 &
+pid=$!
+background+=("$pid")
+poll_file "$tmp/killed" ready || true
+killed_ns=$(head -n 1 "$tmp/killed")
+check "a session that keeps connecting runs" "yes" \
+	"$(case $killed_ns in "net:["*) [ -n "$(in_session "$marker")" ] && echo yes ;; esac)"
+start=$(now_ms)
+kill -KILL "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+gone() { [ -z "$(in_session "$marker")" ] && [ "$(in_netns "$killed_ns")" = 0 ]; }
+poll 100 gone || true
+gone_ms=$(($(now_ms) - start))
+left=$(in_session "$marker")
+check "sluice killed: the session's processes are gone" "" "$(echo "$left" | oneline)"
+for p in $left; do
+	kill -KILL "$p" 2>/dev/null || true
+done
+check "... and so is the session's namespace ($killed_ns)" 0 "$(in_netns "$killed_ns")"
+check "... no firewall table is left in the world" "" "$(in_world nft list ruleset)"
+check "... and the next session works" "hello from 198.51.100.10 host=a.test" \
+	"$(srun -- curl -s -4 --max-time 10 http://a.test/)"
+echo "     (measured: the session gone ${gone_ms} ms after the SIGKILL)"
 
 echo "# the built-in policy"
 rc=0
