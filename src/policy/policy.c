@@ -207,7 +207,7 @@ static enum keyword keyword_of(const struct token *t, enum keyword *folded)
 	return KW_NONE;
 }
 
-static int grow(void **array, size_t *cap, size_t need, size_t size)
+int policy_array_grow(void **array, size_t *cap, size_t need, size_t size)
 {
 	if (need <= *cap)
 		return 0;
@@ -304,8 +304,8 @@ static int add_domain(struct parser *ps, uint32_t rule, const struct token *t)
 		return fail(ps, "domain '%s' ends in a number, which no host name does (for an "
 				"address write 'cidr')", show(&sh, t->text, t->len));
 
-	if (grow((void **)&ps->p->strings, &ps->cap_strings, ps->p->n_strings + n + 1, 1) < 0 ||
-	    grow((void **)&ps->p->targets, &ps->cap_targets, ps->p->n_targets + 1,
+	if (policy_array_grow((void **)&ps->p->strings, &ps->cap_strings, ps->p->n_strings + n + 1, 1) < 0 ||
+	    policy_array_grow((void **)&ps->p->targets, &ps->cap_targets, ps->p->n_targets + 1,
 		 sizeof *ps->p->targets) < 0)
 		return -ENOMEM;
 	char *dst = ps->p->strings + ps->p->n_strings;
@@ -370,7 +370,7 @@ static int add_cidr(struct parser *ps, uint32_t rule, const struct token *t)
 			c.prefix = (uint8_t)(c.prefix - 96);
 		}
 	}
-	if (grow((void **)&ps->p->targets, &ps->cap_targets, ps->p->n_targets + 1,
+	if (policy_array_grow((void **)&ps->p->targets, &ps->cap_targets, ps->p->n_targets + 1,
 		 sizeof *ps->p->targets) < 0)
 		return -ENOMEM;
 	struct policy_target *tg = &ps->p->targets[ps->p->n_targets++];
@@ -418,7 +418,7 @@ static int add_ports(struct parser *ps, const struct token *t)
 	if (lo > hi)
 		return fail(ps, "port range '%s' is backwards: write '%ld-%ld'",
 			    show(&sh, t->text, t->len), hi, lo);
-	if (grow((void **)&ps->p->ports, &ps->cap_ports, ps->p->n_ports + 1,
+	if (policy_array_grow((void **)&ps->p->ports, &ps->cap_ports, ps->p->n_ports + 1,
 		 sizeof *ps->p->ports) < 0)
 		return -ENOMEM;
 	ps->p->ports[ps->p->n_ports].lo = (uint16_t)lo;
@@ -607,7 +607,7 @@ static int parse_rule(struct parser *ps, enum keyword action, const struct token
 		if (p->targets[r.target_first + i].kind == TARGET_DOMAIN)
 			r.has_domain = true;
 	merge_ports(p, &r);
-	if (grow((void **)&p->rules, &ps->cap_rules, p->n_rules + 1, sizeof *p->rules) < 0)
+	if (policy_array_grow((void **)&p->rules, &ps->cap_rules, p->n_rules + 1, sizeof *p->rules) < 0)
 		return -ENOMEM;
 	p->rules[p->n_rules++] = r;
 	return 0;
@@ -782,7 +782,7 @@ int policy_load(struct policy **out, const char *path, struct policy_report *rep
 	}
 	errno = 0;
 	for (;;) {
-		if (grow((void **)&text, &cap, len + 65536, 1) < 0) {
+		if (policy_array_grow((void **)&text, &cap, len + 65536, 1) < 0) {
 			rc = -ENOMEM;
 			policy_report_add(report, path, 0, false, "out of memory");
 			goto out;

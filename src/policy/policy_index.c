@@ -52,30 +52,12 @@ struct builder {
 	size_t n_keys, cap_keys;
 };
 
-static int reserve(void **array, size_t *cap, size_t need, size_t size)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap : 64;
-	while (n < need) {
-		if (n > SIZE_MAX / 2 / size)
-			return -ENOMEM;
-		n *= 2;
-	}
-	void *grown = realloc(*array, n * size);
-	if (!grown)
-		return -ENOMEM;
-	*array = grown;
-	*cap = n;
-	return 0;
-}
-
 static int add_posting(struct builder *b, enum policy_key kind, const void *key, size_t len,
 		       uint32_t rule)
 {
-	if (reserve((void **)&b->postings, &b->cap_postings, b->n_postings + 1,
+	if (policy_array_grow((void **)&b->postings, &b->cap_postings, b->n_postings + 1,
 		    sizeof *b->postings) < 0 ||
-	    reserve((void **)&b->keys, &b->cap_keys, b->n_keys + len, 1) < 0)
+	    policy_array_grow((void **)&b->keys, &b->cap_keys, b->n_keys + len, 1) < 0)
 		return -ENOMEM;
 	memcpy(b->keys + b->n_keys, key, len);
 	struct posting *po = &b->postings[b->n_postings++];
@@ -112,7 +94,7 @@ static int append_rule(uint32_t **list, size_t *n, size_t *cap, uint32_t rule)
 {
 	if (*n > 0 && (*list)[*n - 1] == rule)
 		return 0;
-	if (reserve((void **)list, cap, *n + 1, sizeof **list) < 0)
+	if (policy_array_grow((void **)list, cap, *n + 1, sizeof **list) < 0)
 		return -ENOMEM;
 	(*list)[(*n)++] = rule;
 	return 0;
@@ -165,7 +147,7 @@ static int collect(struct policy *p, struct builder *b)
 				rc = append_rule(&ix->any_name, &ix->n_any_name, &cap_any,
 						 (uint32_t)r);
 			} else {
-				rc = reserve((void **)&ix->other_globs, &cap_other,
+				rc = policy_array_grow((void **)&ix->other_globs, &cap_other,
 					     ix->n_other_globs + 1, sizeof *ix->other_globs);
 				if (rc == 0)
 					ix->other_globs[ix->n_other_globs++] = ti;

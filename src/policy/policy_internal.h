@@ -121,6 +121,10 @@ static inline uint32_t policy_hash_final(uint64_t h)
 
 uint32_t policy_hash(const uint8_t *key, size_t len);
 
+/* Makes *array (of *cap elements of `size` bytes) hold at least `need` elements, doubling.
+ * Returns 0 or -ENOMEM (the array is then unchanged). */
+int policy_array_grow(void **array, size_t *cap, size_t need, size_t size);
+
 /* Builds p->index from p's rules and targets. Returns 0 or -ENOMEM. */
 int policy_index_build(struct policy *p);
 
