@@ -1,5 +1,6 @@
 /* packet.c — length-checked IPv4/IPv6/TCP/UDP parsing and checksum-preserving NAT rewrites. */
 #include "divert/packet.h"
+#include "base/bytes.h"
 
 #include <errno.h>
 #include <string.h>
@@ -9,22 +10,6 @@
 #define TCP_MIN_HDR 20
 #define UDP_HDR 8
 #define IPV6_EXT_MIN 8
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
 
 /* ---- parsing ---- */
 
@@ -77,15 +62,15 @@ static int parse_l4(const uint8_t *buf, struct pkt *out, uint8_t proto, uint32_t
 		hdr_len = (uint32_t)(buf[off + 12] >> 4) * 4;
 		if (hdr_len < TCP_MIN_HDR || hdr_len > avail)
 			goto fail;
-		out->tcp_seq = rd32(buf + off + 4);
-		out->tcp_ack = rd32(buf + off + 8);
+		out->tcp_seq = be32_get(buf + off + 4);
+		out->tcp_ack = be32_get(buf + off + 8);
 		out->tcp_flags = buf[off + 13];
 	} else if (proto == PKT_PROTO_UDP) {
 		bad = PKT_ERR_UDP_HEADER;
 		if (avail < UDP_HDR)
 			goto fail;
 		hdr_len = UDP_HDR;
-		uint16_t udp_len = rd16(buf + off + 4);
+		uint16_t udp_len = be16_get(buf + off + 4);
 		if (out->fragmented ? udp_len < avail : udp_len != avail)
 			goto fail;
 	} else {
@@ -93,8 +78,8 @@ static int parse_l4(const uint8_t *buf, struct pkt *out, uint8_t proto, uint32_t
 	}
 	out->has_l4 = true;
 	out->l4_hdr_len = hdr_len;
-	out->sport = rd16(buf + off);
-	out->dport = rd16(buf + off + 2);
+	out->sport = be16_get(buf + off);
+	out->dport = be16_get(buf + off + 2);
 	out->payload_off = off + hdr_len;
 	out->payload_len = avail - hdr_len;
 	return out->fragmented ? PKT_ERR_FRAGMENT : PKT_OK;
@@ -107,7 +92,7 @@ static int parse_ipv4(const uint8_t *buf, size_t len, struct pkt *out)
 	if (len < IPV4_MIN_HDR)
 		return PKT_ERR_TRUNCATED;
 	uint32_t hdr_len = (uint32_t)(buf[0] & 0x0f) * 4;
-	uint32_t total = rd16(buf + 2);
+	uint32_t total = be16_get(buf + 2);
 	if (hdr_len < IPV4_MIN_HDR)
 		return PKT_ERR_IP_HEADER_LEN;
 	if (total < IPV4_MIN_HDR)
@@ -117,7 +102,7 @@ static int parse_ipv4(const uint8_t *buf, size_t len, struct pkt *out)
 	if (hdr_len > total)
 		return PKT_ERR_IP_HEADER_LEN;
 
-	uint16_t frag = rd16(buf + 6);
+	uint16_t frag = be16_get(buf + 6);
 	out->ip_version = 4;
 	out->ip_hdr_len = hdr_len;
 	out->ip_len = total;
@@ -142,7 +127,7 @@ static int parse_ipv6(const uint8_t *buf, size_t len, struct pkt *out)
 {
 	if (len < IPV6_HDR)
 		return PKT_ERR_TRUNCATED;
-	uint32_t payload = rd16(buf + 4);
+	uint32_t payload = be16_get(buf + 4);
 	uint8_t next = buf[6];
 	if (payload == 0 && next == PKT_PROTO_HOPOPTS)
 		return PKT_ERR_JUMBOGRAM;
@@ -166,7 +151,7 @@ static int parse_ipv6(const uint8_t *buf, size_t len, struct pkt *out)
 		if (end - off < IPV6_EXT_MIN)
 			return PKT_ERR_EXT_HEADER;
 		if (next == PKT_PROTO_FRAGMENT) {
-			uint16_t frag = rd16(buf + off + 2);
+			uint16_t frag = be16_get(buf + off + 2);
 			ext_len = 8;
 			if ((frag & 0xfff9) != 0) {
 				out->fragmented = true;
@@ -233,12 +218,12 @@ static uint64_t sum_words(const uint8_t *data, size_t len, uint64_t acc)
 		native = (native >> 8 | native << 8) & 0xffff;
 	acc += native;
 	if (len >= 4) {
-		acc += rd32(data);
+		acc += be32_get(data);
 		data += 4;
 		len -= 4;
 	}
 	if (len >= 2) {
-		acc += rd16(data);
+		acc += be16_get(data);
 		data += 2;
 		len -= 2;
 	}
@@ -265,7 +250,7 @@ static uint32_t field_delta(const uint8_t *old, const uint8_t *new_bytes, size_t
 {
 	uint32_t delta = 0;
 	for (size_t i = 0; i < len; i += 2)
-		delta += (uint16_t)~rd16(old + i) + (uint32_t)rd16(new_bytes + i);
+		delta += (uint16_t)~be16_get(old + i) + (uint32_t)be16_get(new_bytes + i);
 	return delta;
 }
 
@@ -333,12 +318,12 @@ int pkt_checksum_fill(uint8_t *buf, const struct pkt *p, bool fill_udp_zero)
 	if (!is_whole_tcp_udp(p))
 		return -EINVAL;
 	if (p->ip_version == 4)
-		wr16(buf + 10, pkt_ipv4_header_checksum(buf, p));
+		be16_put(buf + 10, pkt_ipv4_header_checksum(buf, p));
 	uint32_t off = l4_csum_off(p);
-	if (p->l4_proto == PKT_PROTO_UDP && p->ip_version == 4 && rd16(buf + off) == 0 &&
+	if (p->l4_proto == PKT_PROTO_UDP && p->ip_version == 4 && be16_get(buf + off) == 0 &&
 	    !fill_udp_zero)
 		return 0;
-	wr16(buf + off, pkt_l4_checksum(buf, p));
+	be16_put(buf + off, pkt_l4_checksum(buf, p));
 	return 0;
 }
 
@@ -347,9 +332,9 @@ bool pkt_checksum_ok(const uint8_t *buf, const struct pkt *p)
 {
 	if (!is_whole_tcp_udp(p))
 		return false;
-	if (p->ip_version == 4 && fold(ipv4_header_sum(buf, p) + rd16(buf + 10)) != 0xffff)
+	if (p->ip_version == 4 && fold(ipv4_header_sum(buf, p) + be16_get(buf + 10)) != 0xffff)
 		return false;
-	uint16_t field = rd16(buf + l4_csum_off(p));
+	uint16_t field = be16_get(buf + l4_csum_off(p));
 	if (p->l4_proto == PKT_PROTO_UDP && field == 0)
 		return p->ip_version == 4;
 	return fold(l4_sum(buf, p) + field) == 0xffff;
@@ -375,15 +360,15 @@ int pkt_rewrite(uint8_t *buf, struct pkt *p, const struct addr *src, uint16_t sp
 	uint32_t addr_delta = field_delta(src_at, new_src.bytes, alen) +
 			      field_delta(dst_at, new_dst.bytes, alen);
 	if (p->ip_version == 4)
-		wr16(buf + 10, csum_apply(rd16(buf + 10), addr_delta));
+		be16_put(buf + 10, csum_apply(be16_get(buf + 10), addr_delta));
 
-	uint16_t csum = rd16(csum_at);
+	uint16_t csum = be16_get(csum_at);
 	bool udp = p->l4_proto == PKT_PROTO_UDP;
 	if (!(udp && csum == 0)) {
 		csum = csum_apply(csum, (uint64_t)addr_delta + field_delta(ports, new_ports, 4));
 		if (udp && csum == 0)
 			csum = 0xffff;
-		wr16(csum_at, csum);
+		be16_put(csum_at, csum);
 	}
 
 	memcpy(src_at, new_src.bytes, alen);

@@ -1,5 +1,6 @@
 /* dns_msg.c — reading, writing and filtering DNS messages on length-checked buffers. */
 #include "proxy/dns_msg.h"
+#include "base/bytes.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,22 +18,6 @@
 
 /* Fixed fields after a record's owner name: type, class, TTL, rdlength. */
 #define RR_FIXED_LEN 10
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
 
 static bool host_byte(uint8_t c)
 {
@@ -128,7 +113,7 @@ static void put_bytes(struct writer *w, const void *p, size_t n)
 static void put_u16(struct writer *w, uint16_t v)
 {
 	uint8_t b[2];
-	put16(b, v);
+	be16_put(b, v);
 	put_bytes(w, b, 2);
 }
 
@@ -221,7 +206,7 @@ static int parse_header(const uint8_t *msg, size_t len, struct dns_header *h)
 {
 	if (len < DNS_HEADER_LEN)
 		return -EBADMSG;
-	h->id = get16(msg);
+	h->id = be16_get(msg);
 	h->qr = msg[2] & FLAG1_QR;
 	h->opcode = (uint8_t)((msg[2] >> FLAG1_OPCODE_SHIFT) & 0x0F);
 	h->aa = msg[2] & FLAG1_AA;
@@ -231,10 +216,10 @@ static int parse_header(const uint8_t *msg, size_t len, struct dns_header *h)
 	h->ad = msg[3] & FLAG2_AD;
 	h->cd = msg[3] & FLAG2_CD;
 	h->rcode = msg[3] & FLAG2_RCODE;
-	h->qdcount = get16(msg + 4);
-	h->ancount = get16(msg + 6);
-	h->nscount = get16(msg + 8);
-	h->arcount = get16(msg + 10);
+	h->qdcount = be16_get(msg + 4);
+	h->ancount = be16_get(msg + 6);
+	h->nscount = be16_get(msg + 8);
+	h->arcount = be16_get(msg + 10);
 	return 0;
 }
 
@@ -252,9 +237,9 @@ static int walk_record(struct walk *k, int s, size_t *pos, bool *seen_opt)
 	if (RR_FIXED_LEN > k->len - *pos)
 		return -EBADMSG;
 	const uint8_t *fixed = k->msg + *pos;
-	uint16_t type = get16(fixed), rclass = get16(fixed + 2);
-	uint32_t ttl = get32(fixed + 4);
-	size_t rdlength = get16(fixed + 8);
+	uint16_t type = be16_get(fixed), rclass = be16_get(fixed + 2);
+	uint32_t ttl = be32_get(fixed + 4);
+	size_t rdlength = be16_get(fixed + 8);
 	size_t rdata = *pos + RR_FIXED_LEN;
 	if (rdlength > k->len - rdata)
 		return -EBADMSG;
@@ -315,7 +300,7 @@ static int walk_record(struct walk *k, int s, size_t *pos, bool *seen_opt)
 		put_bytes(w, k->msg + rdata, rdlength);
 	}
 	if (!w->full)
-		put16(w->buf + rdlength_at, (uint16_t)(w->len - rdlength_at - 2));
+		be16_put(w->buf + rdlength_at, (uint16_t)(w->len - rdlength_at - 2));
 	k->kept[s]++;
 	return 0;
 }
@@ -333,8 +318,8 @@ static int walk_message(struct walk *k, struct dns_header *h, struct dns_questio
 	if (*has_question) {
 		if (read_name(k->msg, k->len, &pos, &q->name) < 0 || 4 > k->len - pos)
 			return -EBADMSG;
-		q->qtype = get16(k->msg + pos);
-		q->qclass = get16(k->msg + pos + 2);
+		q->qtype = be16_get(k->msg + pos);
+		q->qclass = be16_get(k->msg + pos + 2);
 		pos += 4;
 	}
 	if (k->w) {
@@ -408,14 +393,14 @@ int dns_filter_addresses(const uint8_t *msg, size_t len,
 		memset(out + 6, 0, 6);
 		if (has_question) {
 			memcpy(out + DNS_HEADER_LEN, q.name.wire, q.name.len);
-			put16(out + DNS_HEADER_LEN + q.name.len, q.qtype);
-			put16(out + DNS_HEADER_LEN + q.name.len + 2, q.qclass);
+			be16_put(out + DNS_HEADER_LEN + q.name.len, q.qtype);
+			be16_put(out + DNS_HEADER_LEN + q.name.len + 2, q.qclass);
 		}
 		w.len = DNS_HEADER_LEN + qlen;
 	} else {
-		put16(out + 6, k.kept[0]);
-		put16(out + 8, k.kept[1]);
-		put16(out + 10, k.kept[2]);
+		be16_put(out + 6, k.kept[0]);
+		be16_put(out + 8, k.kept[1]);
+		be16_put(out + 10, k.kept[2]);
 	}
 	if (result) {
 		result->dropped = k.dropped;
@@ -433,15 +418,15 @@ int dns_build_reply(const struct dns_message *query, uint8_t rcode, uint8_t *out
 	if (cap < n)
 		return -ENOSPC;
 	const struct dns_header *h = &query->header;
-	put16(out, h->id);
+	be16_put(out, h->id);
 	out[2] = (uint8_t)(FLAG1_QR | (h->opcode & 0x0F) << FLAG1_OPCODE_SHIFT |
 			   (h->rd ? FLAG1_RD : 0));
 	out[3] = (uint8_t)(FLAG2_RA | (h->cd ? FLAG2_CD : 0) | rcode);
-	put16(out + 4, 1);
+	be16_put(out + 4, 1);
 	memset(out + 6, 0, 6);
 	memcpy(out + DNS_HEADER_LEN, q->name.wire, q->name.len);
-	put16(out + DNS_HEADER_LEN + q->name.len, q->qtype);
-	put16(out + DNS_HEADER_LEN + q->name.len + 2, q->qclass);
+	be16_put(out + DNS_HEADER_LEN + q->name.len, q->qtype);
+	be16_put(out + DNS_HEADER_LEN + q->name.len + 2, q->qclass);
 	return (int)n;
 }
 
@@ -462,7 +447,7 @@ int dns_set_id(uint8_t *msg, size_t len, uint16_t id)
 {
 	if (!msg || len < DNS_HEADER_LEN)
 		return -EBADMSG;
-	put16(msg, id);
+	be16_put(msg, id);
 	return 0;
 }
 
@@ -651,7 +636,7 @@ int dns_tcp_next(const uint8_t *buf, size_t len, const uint8_t **msg, size_t *ms
 {
 	if (len < 2)
 		return 0;
-	size_t n = get16(buf);
+	size_t n = be16_get(buf);
 	if (n < DNS_HEADER_LEN)
 		return -EBADMSG;
 	if (len - 2 < n)
@@ -665,6 +650,6 @@ int dns_tcp_prefix(uint8_t out[2], size_t msg_len)
 {
 	if (msg_len > DNS_MESSAGE_MAX)
 		return -EMSGSIZE;
-	put16(out, (uint16_t)msg_len);
+	be16_put(out, (uint16_t)msg_len);
 	return 0;
 }
