@@ -423,6 +423,8 @@ int nat_insert(struct nat_table *t, const struct nat_key *key, const struct addr
 	n->e.orig_dst = dst;
 	n->e.orig_port = orig_port;
 	n->e.flags = 0;
+	n->e.client_port = 0;
+	n->e.client_slot = 0;
 	return rc;
 }
 

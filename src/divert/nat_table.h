@@ -57,7 +57,8 @@
  *   nat_remove_by_pid() costs O(entries of that pid + a few of other pids sharing the bucket).
  *   pid 0 ("unknown") is not indexed.
  *
- * - Memory: one 64-byte-aligned 64-byte record per entry (struct nat_entry plus LRU links), 8
+ * - Memory: one 64-byte-aligned 64-byte record per entry (struct nat_entry plus LRU links; the
+ *   caller-owned flags, client_port and client_slot fill what would otherwise be padding), 8
  *   bytes of pid links, 4 bytes per index slot and 4 per pid bucket (one bucket per 4 entries,
  *   rounded up to a power of two). With a capacity that fills most of a power of two (1000,
  *   65536, 1e6) that is about 82 bytes per entry, 62 beyond the 20-byte key; just above a power
@@ -89,14 +90,17 @@ struct nat_key {
 };
 
 /* What the table remembers about a flow. The table owns it; callers may read every field and
- * write only `flags`. */
+ * write only the caller-owned ones (`flags`, `client_port`, `client_slot`), which the table
+ * stores and never interprets; an insert sets them to 0. */
 struct nat_entry {
 	struct nat_key key;
 	uint32_t pid;          /* 0 when unknown */
 	uint64_t last_used_ms; /* the `now_ms` of the last insert or lookup */
 	struct addr orig_dst;
-	uint8_t flags;      /* the engine's own per-flow bits (e.g. FIN seen); 0 after insert */
-	uint16_t orig_port; /* host byte order */
+	uint8_t flags;        /* caller-owned: the engine's per-flow bits (e.g. FIN seen) */
+	uint16_t orig_port;   /* host byte order */
+	uint16_t client_port; /* caller-owned: the engine's client port (c) */
+	uint8_t client_slot;  /* caller-owned: the engine's index of the client's address */
 };
 
 struct nat_config {

@@ -81,6 +81,8 @@ static void test_insert_and_lookup(void)
 		CHECK_EQ(e->pid, 1234);
 		CHECK_EQ(e->last_used_ms, 1500);
 		CHECK_EQ(e->flags, 0);
+		CHECK_EQ(e->client_port, 0);
+		CHECK_EQ(e->client_slot, 0);
 		CHECK(same_key(&e->key, &k));
 	}
 	CHECK_INVARIANTS(t);
@@ -556,7 +558,8 @@ static void test_key_reuse_after_remove(void)
 	nat_free(t);
 }
 
-/* A new flow reusing a client port replaces the old entry: new destination, pid, flags. */
+/* A new flow reusing a client port replaces the old entry: new destination, pid, and the
+ * caller-owned fields back to 0. */
 static void test_replace_existing_key(void)
 {
 	struct nat_table *t = table(4, 100000, 1000);
@@ -567,10 +570,15 @@ static void test_replace_existing_key(void)
 	CHECK_EQ(nat_insert(t, &k, &first, 80, 100, 0, NULL), 0);
 	e = nat_lookup(t, &k, 1);
 	CHECK(e != NULL);
-	if (e)
+	if (e) {
+		CHECK_EQ(e->client_port, 0);
+		CHECK_EQ(e->client_slot, 0);
 		e->flags = 3;
+		e->client_port = 40000;
+		e->client_slot = 7;
+	}
 	e = nat_lookup(t, &k, 2);
-	CHECK(e && e->flags == 3);
+	CHECK(e && e->flags == 3 && e->client_port == 40000 && e->client_slot == 7);
 	CHECK_EQ(nat_insert(t, &k, &second, 443, 200, 3, NULL), 0);
 	CHECK_EQ(nat_count(t), 1);
 	e = nat_lookup(t, &k, 4);
@@ -580,6 +588,8 @@ static void test_replace_existing_key(void)
 		CHECK_EQ(e->orig_port, 443);
 		CHECK_EQ(e->pid, 200);
 		CHECK_EQ(e->flags, 0);
+		CHECK_EQ(e->client_port, 0);
+		CHECK_EQ(e->client_slot, 0);
 	}
 	CHECK_INVARIANTS(t);
 	CHECK_EQ(nat_insert(t, &k, &second, 443, 0, 5, NULL), 0); /* pid now unknown */
