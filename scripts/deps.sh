@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config   # the build
   clang libclang-rt-14-dev llvm      # libFuzzer targets, clang builds, ASan/UBSan runtimes
   libmnl-dev libnftables-dev         # Linux sessions: rtnetlink, nftables rules in the namespace
+  libnetfilter-queue-dev libnftnl-dev   # the divert backend: NFQUEUE, its rule where nft lacks `queue`
   nftables iproute2 procps util-linux python3   # e2e tests: inspect namespaces, drive clients
   dnsmasq-base curl bind9-dnsutils socat openssl jq   # e2e test world: servers and clients
 )

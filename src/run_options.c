@@ -60,7 +60,15 @@ static int parse_addr_port(const char *text, struct addr *addr, uint16_t *port)
 	return 0;
 }
 
-enum option_id { OPT_POLICY, OPT_AUDIT, OPT_MODE, OPT_FAIL, OPT_DNS_UPSTREAM, OPT_QUIET };
+enum option_id {
+	OPT_POLICY,
+	OPT_AUDIT,
+	OPT_MODE,
+	OPT_FAIL,
+	OPT_DNS_UPSTREAM,
+	OPT_QUIET,
+	OPT_STATS,
+};
 
 static const struct {
 	const char *name;
@@ -73,6 +81,7 @@ static const struct {
 	{"fail", OPT_FAIL, true},
 	{"dns-upstream", OPT_DNS_UPSTREAM, true},
 	{"quiet", OPT_QUIET, false},
+	{"stats", OPT_STATS, false},
 };
 
 static int apply(struct run_options *out, enum option_id id, const char *value, char *err,
@@ -114,6 +123,9 @@ static int apply(struct run_options *out, enum option_id id, const char *value, 
 		return 0;
 	case OPT_QUIET:
 		out->quiet = true;
+		return 0;
+	case OPT_STATS:
+		out->stats = true;
 		return 0;
 	}
 	return -EINVAL;

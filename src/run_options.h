@@ -30,6 +30,7 @@ struct run_options {
 	struct addr dns_upstream;     /* valid when has_dns_upstream */
 	uint16_t dns_upstream_port;   /* 53 unless given */
 	bool quiet;
+	bool stats;                   /* print the session's counters on stderr at the end */
 	char **command;               /* COMMAND and its arguments, NULL-terminated (argv's own) */
 	int command_argc;
 };

@@ -21,10 +21,17 @@
  *     so other loopback traffic inside the session is never captured;
  *   - listeners created inside the namespace (127.0.0.1 and ::1); every socket sluice makes
  *     itself (upstream dials) stays in sluice's own namespace.
+ *
+ * The `divert` backend (src/capture/nfqueue.c) builds the same namespace and listeners, but the
+ * namespace's rules queue the session's TCP and UDP (and the listeners' replies) to sluice over
+ * NFQUEUE instead of NATing them in the kernel: the divert engine (src/divert/engine.h) rewrites
+ * them, exactly as it does on Windows with WinDivert, and answers the original-destination
+ * questions from its NAT table.
  */
 #ifndef SLUICE_CAPTURE_CAPTURE_H
 #define SLUICE_CAPTURE_CAPTURE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,7 +76,19 @@ struct capture_config {
 	uint16_t tcp_port; /* preferred ports; 0 means the CAPTURE_*_PORT default */
 	uint16_t dns_port;
 	uint16_t udp_port;
-	unsigned lo_mtu; /* MTU to set on the session's lo; 0 keeps the kernel's (65536) */
+	unsigned lo_mtu; /* MTU to set on the session's lo; 0: the backend's choice */
+
+	/* Backends that see packets (divert): what to do with packets they cannot handle, and
+	 * who hears about fail mode (see src/divert/engine.h). on_fail_mode may be NULL. */
+	bool fail_open;
+	void (*on_fail_mode)(void *ctx, bool entered, const char *reason);
+	void *ctx;
+};
+
+/* One counter a backend reports for the session's end (`--stats`, session_end). */
+struct capture_stat {
+	const char *name; /* static */
+	uint64_t value;
 };
 
 struct capture_ops;
@@ -120,6 +139,22 @@ struct capture_ops {
 	int (*udp_send)(struct capture *cap, const struct capture_endpoint *from,
 			const struct capture_endpoint *to, const void *buf, size_t len);
 
+	/* The application's own socket address (*app) behind a peer seen on a listener (*seen:
+	 * an accepted connection's peer, a datagram's source); proto is 6 (TCP) or 17 (UDP).
+	 * The same address in netns mode; in divert mode the port may differ (the engine
+	 * remaps colliding client ports). Returns 0, or -ENOENT when the flow is unknown. */
+	int (*app_endpoint)(struct capture *cap, int proto, const struct capture_endpoint *seen,
+			    struct capture_endpoint *app);
+
+	/* Starts what the backend itself serves on the session's loop (divert: the packet
+	 * queue and a once-a-second sweep); called once, after open, before the session
+	 * starts. NULL when the backend needs nothing. Returns 0 or a negative errno. */
+	int (*attach)(struct capture *cap, struct loop *loop);
+
+	/* Copies up to max counters into out and returns how many; NULL when the backend keeps
+	 * none. */
+	size_t (*stats)(struct capture *cap, struct capture_stat *out, size_t max);
+
 	/* Moves the calling process into the captured network. Called in the forked child that
 	 * becomes the session's init, before anything else is started; async-signal-safe.
 	 * Returns 0 or a negative errno code. */
@@ -132,5 +167,8 @@ struct capture_ops {
 
 /* The Linux network-namespace backend (src/capture/netns.c). */
 extern const struct capture_ops capture_netns;
+
+/* The Linux divert backend: the divert engine on NFQUEUE (src/capture/nfqueue.c). */
+extern const struct capture_ops capture_nfqueue;
 
 #endif

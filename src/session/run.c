@@ -65,10 +65,14 @@ static int64_t hook_peer_process(void *ctx, int proto, const struct addr *peer, 
 	struct run *r = ctx;
 	if (!r->attribution)
 		return 0;
+	/* The application's own socket: in divert mode its port may differ from the peer's. */
+	struct capture_endpoint seen = {.addr = *peer, .port = port}, app;
+	if (r->capture->ops->app_endpoint(r->capture, proto, &seen, &app) < 0)
+		app = seen;
 	struct attribution_flow flow = {
 		.proto = proto,
-		.local = *peer,
-		.local_port = port,
+		.local = app.addr,
+		.local_port = app.port,
 		.remote = *dst,
 		.remote_port = dport,
 	};
@@ -85,6 +89,27 @@ static size_t hook_dns_names(void *ctx, const struct addr *dst, const char **nam
 	for (size_t i = 0; i < n; i++)
 		names[i] = found[i];
 	return n;
+}
+
+/* The divert engine entered or left fail mode: an audit event and one stderr line each. */
+static void hook_fail_mode(void *ctx, bool entered, const char *reason)
+{
+	struct run *r = ctx;
+	bool open = r->opts->fail == RUN_FAIL_OPEN;
+	struct audit_fail_mode ev = {
+		.meta.time_ms = os_wall_ms(),
+		.state = entered ? AUDIT_FAIL_ENTERED : AUDIT_FAIL_LEFT,
+		.fail = open ? AUDIT_FAIL_OPEN : AUDIT_FAIL_CLOSED,
+		.reason = reason,
+	};
+	audit_log_fail_mode(r->audit, &ev);
+	if (entered)
+		log_warn("divert engine in fail mode (%s) after repeated errors, last: %s; packets it "
+			 "cannot handle are %s",
+			 open ? "open" : "closed", reason ? reason : "unknown",
+			 open ? "passed unchanged" : "dropped");
+	else
+		log_warn("divert engine left fail mode");
 }
 
 static void on_session(struct loop *loop, struct loop_io *io, unsigned events)
@@ -127,12 +152,19 @@ static int setup(struct run *r)
 	if (fds < 0)
 		log_warn_errno((int)fds, "run: cannot raise the descriptor limit");
 
-	rc = capture_netns.open(&r->capture, NULL);
+	const struct capture_ops *backend =
+		o->mode == RUN_MODE_DIVERT ? &capture_nfqueue : &capture_netns;
+	struct capture_config cap_cfg = {
+		.fail_open = o->fail == RUN_FAIL_OPEN,
+		.on_fail_mode = hook_fail_mode,
+		.ctx = r,
+	};
+	rc = backend->open(&r->capture, &cap_cfg);
 	if (rc < 0) {
 		if (rc == -EPERM)
 			log_error("run: sessions need root (network namespaces and nftables)");
 		else
-			log_errno(rc, "run: cannot set up the session network");
+			log_errno(rc, "run: cannot set up the session network (%s)", backend->name);
 		return rc;
 	}
 
@@ -142,6 +174,8 @@ static int setup(struct run *r)
 	rc = dns_map_new(&r->map, &map_cfg);
 	if (rc == 0)
 		rc = loop_new(&r->loop, 0);
+	if (rc == 0 && r->capture->ops->attach)
+		rc = r->capture->ops->attach(r->capture, r->loop);
 	if (rc < 0) {
 		log_errno(rc, "run: cannot allocate the session's state");
 		return rc;
@@ -222,7 +256,10 @@ static void log_session_start(struct run *r)
 	audit_log_session_start(r->audit, &ev);
 }
 
-static void log_session_end(struct run *r, int status)
+#define RUN_MAX_STATS 64
+
+/* Every counter of the session: the proxies' and the capture backend's. Returns how many. */
+static size_t collect_stats(struct run *r, struct audit_stat *out, size_t max)
 {
 	struct relay_stats rs = {0};
 	struct dns_proxy_stats ds = {0};
@@ -233,7 +270,7 @@ static void log_session_end(struct run *r, int status)
 		dns_proxy_get_stats(r->dns, &ds);
 	if (r->udp)
 		udp_relay_get_stats(r->udp, &us);
-	const struct audit_stat stats[] = {
+	const struct audit_stat proxy_stats[] = {
 		{"tcp_accepted", (int64_t)rs.accepted},
 		{"tcp_allowed", (int64_t)rs.allowed},
 		{"tcp_denied", (int64_t)rs.denied},
@@ -251,11 +288,36 @@ static void log_session_end(struct run *r, int status)
 		{"udp_flows_denied", (int64_t)us.flows_denied},
 		{"udp_dropped", (int64_t)us.datagrams_dropped},
 	};
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof proxy_stats / sizeof proxy_stats[0] && n < max; i++)
+		out[n++] = proxy_stats[i];
+	if (r->capture && r->capture->ops->stats) {
+		struct capture_stat cs[RUN_MAX_STATS];
+		size_t k = r->capture->ops->stats(r->capture, cs, RUN_MAX_STATS);
+		for (size_t i = 0; i < k && n < max; i++)
+			out[n++] = (struct audit_stat){cs[i].name, (int64_t)cs[i].value};
+	}
+	return n;
+}
+
+static void log_session_end(struct run *r, int status)
+{
+	struct audit_stat stats[RUN_MAX_STATS];
+	size_t n = collect_stats(r, stats, RUN_MAX_STATS);
+	if (r->opts->stats) {
+		fprintf(stderr, "sluice: session counters (%s mode):\n",
+			r->capture ? r->capture->ops->name : "no capture");
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "sluice:   %-26s %lld\n", stats[i].name,
+				(long long)stats[i].value);
+	}
+	if (!r->audit)
+		return;
 	struct audit_session_end ev = {
 		.meta.time_ms = os_wall_ms(),
 		.exit_status = status,
 		.stats = stats,
-		.n_stats = sizeof stats / sizeof stats[0],
+		.n_stats = n,
 	};
 	audit_log_session_end(r->audit, &ev);
 }
@@ -280,10 +342,6 @@ int session_run(const struct run_options *opts, const struct policy *policy)
 	struct run r = {.opts = opts, .policy = policy};
 	int status = STATUS_FAILED;
 
-	if (opts->mode == RUN_MODE_DIVERT) {
-		log_error("run: --mode divert is not available yet; use --mode netns");
-		return STATUS_FAILED;
-	}
 	if (opts->mode == RUN_MODE_WINDIVERT) {
 		log_error("run: --mode windivert needs Windows; on Linux use --mode netns or divert");
 		return STATUS_FAILED;
@@ -316,8 +374,7 @@ int session_run(const struct run_options *opts, const struct policy *policy)
 	for (int i = 0; i < DRAIN_ITERATIONS && loop_run_once(r.loop, 0) > 0; i++)
 		;
 done:
-	if (r.audit)
-		log_session_end(&r, status);
+	log_session_end(&r, status);
 	teardown(&r);
 	return status;
 }

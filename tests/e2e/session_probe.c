@@ -2,10 +2,10 @@
  *
  * Used by tests/e2e/test_session.sh. Each captured flow is told its original destination.
  *
- * Usage: session_probe [-v] [-w] [-p PORT] -- COMMAND [ARG...]
- * -v: debug messages; -w: no responders, just session_wait (the blocking helper); -p: PORT as
- * the preferred port of every listener (all but the first of each protocol then fall back to a
- * free port).
+ * Usage: session_probe [-v] [-w] [-m netns|divert] [-p PORT] -- COMMAND [ARG...]
+ * -v: debug messages; -w: no responders, just session_wait (the blocking helper); -m: the
+ * capture backend (default netns); -p: PORT as the preferred port of every listener (all but the
+ * first of each protocol then fall back to a free port).
  * TCP:     writes "ORIG ADDR:PORT\n" ("DNS TCP ORIG ..." for port 53) and closes.
  * UDP:     answers each datagram with "UDP ORIG ADDR:PORT" ("DNS UDP ORIG ..." for port 53),
  *          sent from the original destination.
@@ -174,30 +174,36 @@ int main(int argc, char **argv)
 	int i = 1, err;
 	ino_t netns;
 
-	if (i < argc && strcmp(argv[i], "-v") == 0) {
-		log_set_level(LOG_LEVEL_DEBUG);
-		i++;
-	}
-	if (i < argc && strcmp(argv[i], "-w") == 0) {
-		blocking = true;
-		i++;
-	}
-	if (i + 1 < argc && strcmp(argv[i], "-p") == 0) {
-		long port = strtol(argv[i + 1], NULL, 10);
+	const struct capture_ops *backend = &capture_netns;
 
-		if (port <= 0 || port > 65535) {
-			fprintf(stderr, "session_probe: bad port '%s'\n", argv[i + 1]);
-			return SESSION_STATUS_FAILED;
+	for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "-v") == 0) {
+			log_set_level(LOG_LEVEL_DEBUG);
+		} else if (strcmp(argv[i], "-w") == 0) {
+			blocking = true;
+		} else if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) {
+			i++;
+			if (strcmp(argv[i], "divert") == 0)
+				backend = &capture_nfqueue;
+			else if (strcmp(argv[i], "netns") != 0)
+				break;
+		} else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
+			long port = strtol(argv[++i], NULL, 10);
+
+			if (port <= 0 || port > 65535)
+				break;
+			cfg.tcp_port = cfg.dns_port = cfg.udp_port = (uint16_t)port;
+		} else {
+			break;
 		}
-		cfg.tcp_port = cfg.dns_port = cfg.udp_port = (uint16_t)port;
-		i += 2;
 	}
 	if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc) {
-		fprintf(stderr, "usage: session_probe [-v] [-w] [-p PORT] -- COMMAND [ARG...]\n");
+		fprintf(stderr, "usage: session_probe [-v] [-w] [-m netns|divert] [-p PORT] -- "
+				"COMMAND [ARG...]\n");
 		return SESSION_STATUS_FAILED;
 	}
 	netns = own_netns();
-	err = capture_netns.open(&p.cap, &cfg);
+	err = backend->open(&p.cap, &cfg);
 	if (err)
 		return SESSION_STATUS_FAILED;
 	if (own_netns() != netns || netns == 0) {
@@ -205,6 +211,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	err = loop_new(&p.loop, 0);
+	if (!err && p.cap->ops->attach)
+		err = p.cap->ops->attach(p.cap, p.loop);
 	if (err || (err = watch_listeners(&p))) {
 		log_errno(err, "probe: event loop");
 		goto out;

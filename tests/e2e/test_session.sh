@@ -14,12 +14,14 @@
 # Destinations are documentation addresses (203.0.113.0/24, 198.51.100.0/24, 2001:db8::/32):
 # inside the session they are redirected to the probe and never leave.
 #
-# Usage: test_session.sh PATH/TO/session_probe      (root; exits 77 = skipped otherwise)
+# Usage: test_session.sh PATH/TO/session_probe [netns|divert]
+#        (root; exits 77 = skipped otherwise; the capture backend defaults to netns)
 set -e
 
 probe=$1
-if [ -z "$probe" ] || [ ! -x "$probe" ]; then
-	echo "usage: $0 PATH/TO/session_probe" >&2
+mode=${2:-netns}
+if [ -z "$probe" -m "$mode" ] || [ ! -x "$probe" -m "$mode" ]; then
+	echo "usage: $0 PATH/TO/session_probe [netns|divert]" >&2
 	exit 2
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -144,11 +146,11 @@ elif mode == "intcount":                # counts SIGINTs until SIGUSR1, then pri
             break
         time.sleep(0.05)
     print("ints=%d" % n, flush=True)
-elif mode == "ctrlc":                   # ctrlc PROBE: Ctrl-C on a terminal, then kill -USR1
+elif mode == "ctrlc":                   # ctrlc PROBE [ARG..]: Ctrl-C on a terminal, then kill -USR1
     probe = sys.argv[2]
     pid, fd = os.forkpty()
     if pid == 0:
-        os.execv(probe, [probe, "--", sys.executable, __file__, "intcount"])
+        os.execv(probe, [probe] + sys.argv[3:] + ["--", sys.executable, __file__, "intcount"])
     out = b""
     def read_until(token):
         global out
@@ -192,78 +194,78 @@ ip -o link >"$tmp/host-link.before"
 
 echo "# the session's network"
 check "only lo inside the session" "lo:" \
-	"$("$probe" -- ip -o link | awk '{print $2}' | oneline)"
+	"$("$probe" -m "$mode" -- ip -o link | awk '{print $2}' | oneline)"
 # (the probe checks that it is back in its own namespace after opening the capture)
-check "sluice stays in its own namespace" ok "$("$probe" -- true && echo ok)"
+check "sluice stays in its own namespace" ok "$("$probe" -m "$mode" -- true && echo ok)"
 
 echo "# TCP: redirected, original destination recovered"
 check "tcp 203.0.113.5:443" "ORIG 203.0.113.5:443" \
-	"$("$probe" -- python3 "$client" tcp 203.0.113.5 443)"
+	"$("$probe" -m "$mode" -- python3 "$client" tcp 203.0.113.5 443)"
 check "tcp [2001:db8::5]:8443" "ORIG [2001:db8::5]:8443" \
-	"$("$probe" -- python3 "$client" tcp 2001:db8::5 8443)"
+	"$("$probe" -m "$mode" -- python3 "$client" tcp 2001:db8::5 8443)"
 check "tcp to the listener's port on another address" "ORIG 203.0.113.5:9080" \
-	"$("$probe" -- python3 "$client" tcp 203.0.113.5 9080)"
+	"$("$probe" -m "$mode" -- python3 "$client" tcp 203.0.113.5 9080)"
 check "tcp 203.0.113.53:53 (DNS over TCP)" "DNS TCP ORIG 203.0.113.53:53" \
-	"$("$probe" -- python3 "$client" tcp 203.0.113.53 53)"
+	"$("$probe" -m "$mode" -- python3 "$client" tcp 203.0.113.53 53)"
 check "tcp [2001:db8::53]:53 (DNS over TCP)" "DNS TCP ORIG [2001:db8::53]:53" \
-	"$("$probe" -- python3 "$client" tcp 2001:db8::53 53)"
+	"$("$probe" -m "$mode" -- python3 "$client" tcp 2001:db8::53 53)"
 
 echo "# UDP: tproxied, answered from the original destination"
 reply="UDP ORIG 198.51.100.3:4433 from 198.51.100.3:4433"
 check "udp 198.51.100.3:4433, twice (the reply socket is reused)" "$reply $reply" \
-	"$("$probe" -- python3 "$client" udp 198.51.100.3 4433 2 | oneline)"
+	"$("$probe" -m "$mode" -- python3 "$client" udp 198.51.100.3 4433 2 | oneline)"
 check "udp 203.0.113.53:53 (DNS)" "DNS UDP ORIG 203.0.113.53:53 from 203.0.113.53:53" \
-	"$("$probe" -- python3 "$client" udp 203.0.113.53 53 1)"
+	"$("$probe" -m "$mode" -- python3 "$client" udp 203.0.113.53 53 1)"
 check "udp [2001:db8::3]:4433" "UDP ORIG [2001:db8::3]:4433 from [2001:db8::3]:4433" \
-	"$("$probe" -- python3 "$client" udp 2001:db8::3 4433 1)"
+	"$("$probe" -m "$mode" -- python3 "$client" udp 2001:db8::3 4433 1)"
 check "udp [2001:db8::53]:53 (DNS)" "DNS UDP ORIG [2001:db8::53]:53 from [2001:db8::53]:53" \
-	"$("$probe" -- python3 "$client" udp 2001:db8::53 53 1)"
+	"$("$probe" -m "$mode" -- python3 "$client" udp 2001:db8::53 53 1)"
 check "udp 127.0.0.53:53 (a loopback resolver is still captured)" \
 	"DNS UDP ORIG 127.0.0.53:53 from 127.0.0.53:53" \
-	"$("$probe" -- python3 "$client" udp 127.0.0.53 53 1)"
+	"$("$probe" -m "$mode" -- python3 "$client" udp 127.0.0.53 53 1)"
 check "tcp 127.0.0.1:53 (a loopback resolver over TCP is still captured)" \
-	"DNS TCP ORIG 127.0.0.1:53" "$("$probe" -- python3 "$client" tcp 127.0.0.1 53)"
+	"DNS TCP ORIG 127.0.0.1:53" "$("$probe" -m "$mode" -- python3 "$client" tcp 127.0.0.1 53)"
 check "udp [::1]:53 (a loopback resolver is still captured)" "DNS UDP ORIG [::1]:53 from [::1]:53" \
-	"$("$probe" -- python3 "$client" udp ::1 53 1)"
+	"$("$probe" -m "$mode" -- python3 "$client" udp ::1 53 1)"
 check "udp to more destinations than reply sockets are cached" "71 of 71" \
-	"$("$probe" -- python3 "$client" udpmany 70)"
+	"$("$probe" -m "$mode" -- python3 "$client" udpmany 70)"
 # With every listener preferring port 5353, TCP and DNS TCP (and UDP and DNS UDP) cannot share
 # it: the later ones take free ports, and the rules follow the ports actually bound.
 expected="ORIG 203.0.113.5:443 DNS TCP ORIG 203.0.113.53:53"
 expected="$expected UDP ORIG 198.51.100.3:4433 from 198.51.100.3:4433"
 check "listeners on free ports where the preferred one is taken" "$expected" \
-	"$("$probe" -p 5353 -- sh -c "python3 '$client' tcp 203.0.113.5 443
+	"$("$probe" -m "$mode" -p 5353 -- sh -c "python3 '$client' tcp 203.0.113.5 443
 		python3 '$client' tcp 203.0.113.53 53
 		python3 '$client' udp 198.51.100.3 4433 1" | oneline)"
 check "loopback inside the session is not captured" \
 	"127.0.0.1 tcp self 127.0.0.1 udp self ::1 tcp self ::1 udp self" \
-	"$("$probe" -- python3 "$client" loopback | oneline)"
+	"$("$probe" -m "$mode" -- python3 "$client" loopback | oneline)"
 
 echo "# exit status"
-rc=0; "$probe" -- true || rc=$?
+rc=0; "$probe" -m "$mode" -- true || rc=$?
 check "exit 0" 0 "$rc"
-rc=0; "$probe" -- sh -c 'exit 3' || rc=$?
+rc=0; "$probe" -m "$mode" -- sh -c 'exit 3' || rc=$?
 check "exit 3" 3 "$rc"
-rc=0; "$probe" -- sh -c 'kill -TERM $$' || rc=$?
+rc=0; "$probe" -m "$mode" -- sh -c 'kill -TERM $$' || rc=$?
 check "killed by SIGTERM: 128+15" 143 "$rc"
-rc=0; "$probe" -w -- sh -c 'exit 9' || rc=$?
+rc=0; "$probe" -m "$mode" -w -- sh -c 'exit 9' || rc=$?
 check "exit 9 through session_wait (the blocking helper)" 9 "$rc"
-rc=0; "$probe" -- "no-such-command-$$" 2>"$tmp/err" || rc=$?
+rc=0; "$probe" -m "$mode" -- "no-such-command-$$" 2>"$tmp/err" || rc=$?
 check "command not found: 127" 127 "$rc"
 check "not found: one line on stderr" 1 "$(grep -c "no-such-command-$$" "$tmp/err")"
 printf 'echo hi\n' >"$tmp/not-executable"
-rc=0; "$probe" -- "$tmp/not-executable" 2>/dev/null || rc=$?
+rc=0; "$probe" -m "$mode" -- "$tmp/not-executable" 2>/dev/null || rc=$?
 check "not executable: 126" 126 "$rc"
 
 echo "# what COMMAND inherits"
-check "stdin passes through" "data" "$(echo data | "$probe" -- cat)"
+check "stdin passes through" "data" "$(echo data | "$probe" -m "$mode" -- cat)"
 # shellcheck disable=SC2016 # expanded by the session's shell
 check "cwd and environment" "$tmp bar" \
-	"$(cd "$tmp" && FOO=bar "$probe" -- sh -c 'echo "$PWD $FOO"')"
+	"$(cd "$tmp" && FOO=bar "$probe" -m "$mode" -- sh -c 'echo "$PWD $FOO"')"
 
 echo "# signals"
 # shellcheck disable=SC2016 # expanded by the session's shell
-"$probe" -- sh -c 'trap "echo got TERM; exit 7" TERM; echo ready; i=0
+"$probe" -m "$mode" -- sh -c 'trap "echo got TERM; exit 7" TERM; echo ready; i=0
 	while [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done; echo timeout' >"$tmp/term" &
 pid=$!
 background+=("$pid")
@@ -273,11 +275,11 @@ rc=0; wait "$pid" || rc=$?
 check "SIGTERM sent to sluice reaches COMMAND" "ready got TERM" "$(oneline <"$tmp/term")"
 check "... which exits with its trap's status" 7 "$rc"
 check "Ctrl-C on the terminal reaches COMMAND once; kill -USR1 is forwarded" "ints=1 exit 0" \
-	"$(python3 "$client" ctrlc "$probe" | tr -d '\r')"
+	"$(python3 "$client" ctrlc "$probe" -m "$mode" | tr -d '\r')"
 
 echo "# nothing of the session remains"
 marker="86$$"
-"$probe" -- sh -c "setsid sleep $marker </dev/null >/dev/null 2>&1 & i=0
+"$probe" -m "$mode" -- sh -c "setsid sleep $marker </dev/null >/dev/null 2>&1 & i=0
 	while [ ! -e '$tmp/go' ] && [ \$i -lt 400 ]; do sleep 0.05; i=\$((i + 1)); done" &
 pid=$!
 background+=("$pid")
@@ -294,7 +296,7 @@ check "the session ends when COMMAND does" 0 "$rc"
 check "the daemon is gone with it" "" "$(pgrep -f "^sleep $marker\$" || true)"
 
 # Fail closed: if sluice is killed outright, init's PDEATHSIG takes the whole session down.
-"$probe" -- sh -c "setsid sleep 87$$ </dev/null >/dev/null 2>&1 & exec sleep 88$$" &
+"$probe" -m "$mode" -- sh -c "setsid sleep 87$$ </dev/null >/dev/null 2>&1 & exec sleep 88$$" &
 pid=$!
 background+=("$pid")
 for _ in $(seq 200); do

@@ -1,0 +1,740 @@
+/* nfqueue.c — the divert backend on Linux: the divert engine fed by NFQUEUE in the session
+ * namespace.
+ *
+ * The namespace, routes and listeners are the netns backend's (session_net.c). The ruleset
+ * differs: instead of kernel NAT, an output chain queues to sluice (NFQUEUE, libnetfilter_queue
+ * over libmnl)
+ *   - the replies of sluice's listeners (source 127.0.0.1 / ::1 and a listener port),
+ *   - the session's DNS (TCP and UDP to port 53, whatever the destination),
+ *   - the session's other TCP and UDP to non-loopback destinations,
+ * with conntrack bypassed for all of them (notes/linux-interception.md D2). Each packet goes
+ * through engine_process() and back with its verdict; verdicts of one wake-up are sent in one
+ * sendmsg. lo's MTU is 65000 (D1: the queue's copy range is 65531 bytes, and a truncated packet
+ * must never be returned), and the queue is asked for whole packets without GSO, so the kernel
+ * completes checksums before queueing and the engine's incremental updates stay exact (D5).
+ * Rewritten packets are rerouted by the kernel (D3).
+ *
+ * `--fail open` also sets the queue's fail-open flag and the rule's `bypass`: packets pass
+ * when the queue is full or sluice is gone. With `--fail closed` they are dropped then.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/xt_NFQUEUE.h>
+
+#include <libmnl/libmnl.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/batch.h>
+
+#include "base/log.h"
+#include "base/os.h"
+#include "capture/capture.h"
+#include "capture/session_net.h"
+#include "divert/engine.h"
+
+#define NFQ_QUEUE_NUM 0
+#define NFQ_LO_MTU 65000          /* below the 65531-byte copy range (D1) */
+#define NFQ_QUEUE_MAXLEN 8192     /* packets the kernel holds for us */
+#define NFQ_RCVBUF (8 << 20)      /* socket receive buffer */
+#define NFQ_RX_SIZE (0xffff + 4096) /* one packet message */
+#define NFQ_TX_SIZE (1 << 20)     /* batched verdicts */
+#define NFQ_BATCH 128             /* packets handled per wake-up before yielding to others */
+#define NFQ_TICK_MS 1000
+#define NFQ_CONFIG_BUF 8192        /* a configuration message or its acknowledgement */
+
+struct dq_counters {
+	uint64_t received;
+	uint64_t verdict_sends;
+	uint64_t verdict_errors; /* sendmsg failures and NLMSG_ERROR answers */
+	uint64_t recv_errors;
+	uint64_t truncated; /* the copy range cut the packet (never rewritten) */
+};
+
+struct dq_capture {
+	struct capture base;
+	struct session_net net;
+	struct engine *engine;
+	struct mnl_socket *nl;
+	unsigned portid;
+	bool fail_open;
+
+	struct loop *loop;
+	struct loop_io io;
+	struct loop_timer tick;
+
+	char *rx;
+	char *tx;
+	size_t tx_len;
+	size_t tx_limit; /* bytes batched per send: below the socket's send buffer */
+	struct dq_counters n;
+
+	void (*on_fail_mode)(void *ctx, bool entered, const char *reason);
+	void *ctx;
+};
+
+static struct dq_capture *dq_of(struct capture *cap)
+{
+	return (struct dq_capture *)cap;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The engine's clock: the loop's when attached, so that one wake-up sees one time. */
+static uint64_t now_ms(const struct dq_capture *c)
+{
+	return c->loop ? loop_now(c->loop) : monotonic_ms();
+}
+
+/* ---- the queue socket ---- */
+
+/* Sends one configuration message and reads its acknowledgement. */
+static int dq_config_talk(struct dq_capture *c, struct nlmsghdr *nlh)
+{
+	char buf[NFQ_CONFIG_BUF];
+	ssize_t n;
+
+	nlh->nlmsg_flags |= NLM_F_ACK;
+	if (mnl_socket_sendto(c->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	n = mnl_socket_recvfrom(c->nl, buf, sizeof buf);
+	if (n < 0)
+		return -errno;
+	if (mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, c->portid, NULL, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Opens the queue socket in the namespace the caller is in and binds queue NFQ_QUEUE_NUM. */
+static int dq_open_queue(struct dq_capture *c)
+{
+	char buf[NFQ_CONFIG_BUF];
+	struct nlmsghdr *nlh;
+	unsigned seq = 1;
+	int one = 1, rcvbuf = NFQ_RCVBUF;
+	int err;
+
+	c->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (!c->nl || mnl_socket_bind(c->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		err = -errno;
+		log_errno(err, "divert: netfilter netlink socket");
+		return err;
+	}
+	c->portid = mnl_socket_get_portid(c->nl);
+
+	nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, NFQ_QUEUE_NUM);
+	nlh->nlmsg_seq = seq++;
+	nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
+	err = dq_config_talk(c, nlh);
+	if (err) {
+		log_errno(err, "divert: binding NFQUEUE %d%s", NFQ_QUEUE_NUM,
+			  err == -EPERM ? " (needs root)" : "");
+		return err;
+	}
+
+	nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, NFQ_QUEUE_NUM);
+	nlh->nlmsg_seq = seq++;
+	nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 0xffff);
+	nfq_nlmsg_cfg_put_qmaxlen(nlh, NFQ_QUEUE_MAXLEN);
+	if (c->fail_open) {
+		mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_FAIL_OPEN));
+		mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
+	}
+	err = dq_config_talk(c, nlh);
+	if (err) {
+		log_errno(err, "divert: configuring NFQUEUE %d", NFQ_QUEUE_NUM);
+		return err;
+	}
+
+	/* A full socket buffer drops packets (counted by the kernel) rather than reporting
+	 * ENOBUFS, which would tell us nothing we could act on. */
+	int fd = mnl_socket_get_fd(c->nl);
+	setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	/* A netlink message longer than the send buffer fails whole (EMSGSIZE), and with it every
+	 * verdict batched in it: size the batches to what the socket takes. */
+	int sndbuf = 2 * NFQ_TX_SIZE;
+	socklen_t len = sizeof sndbuf;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0)
+		sndbuf = 0;
+	c->tx_limit = (size_t)sndbuf / 2 < NFQ_TX_SIZE ? (size_t)sndbuf / 2 : NFQ_TX_SIZE;
+	if (c->tx_limit < NFQ_RX_SIZE + 1024)
+		c->tx_limit = NFQ_RX_SIZE + 1024; /* one verdict at a time then */
+	return 0;
+}
+
+/* Sends the batched verdicts, if any. */
+static void dq_flush(struct dq_capture *c)
+{
+	if (c->tx_len == 0)
+		return;
+	c->n.verdict_sends++;
+	if (mnl_socket_sendto(c->nl, c->tx, c->tx_len) < 0) {
+		log_debug("divert: sending %zu bytes of verdicts: %s", c->tx_len, strerror(errno));
+		c->n.verdict_errors++;
+		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+	}
+	c->tx_len = 0;
+}
+
+/* Appends the verdict of packet id; payload (len bytes) is sent back only when rewritten. */
+static void dq_verdict(struct dq_capture *c, uint32_t id, enum engine_verdict v,
+			const uint8_t *payload, size_t len)
+{
+	size_t need = MNL_ALIGN(sizeof(struct nlmsghdr)) + 256 +
+		      (v == ENGINE_REWRITE ? MNL_ALIGN(len) + MNL_ATTR_HDRLEN : 0);
+	struct nlmsghdr *nlh;
+
+	if (c->tx_len + need > c->tx_limit)
+		dq_flush(c);
+	nlh = nfq_nlmsg_put(c->tx + c->tx_len, NFQNL_MSG_VERDICT, NFQ_QUEUE_NUM);
+	nfq_nlmsg_verdict_put(nlh, (int)id, v == ENGINE_DROP ? NF_DROP : NF_ACCEPT);
+	if (v == ENGINE_REWRITE)
+		nfq_nlmsg_verdict_put_pkt(nlh, payload, (uint32_t)len);
+	c->tx_len += nlh->nlmsg_len;
+}
+
+/* One NFQNL_MSG_PACKET: the engine decides, the verdict is batched. */
+static void dq_packet(struct dq_capture *c, const struct nlmsghdr *nlh, uint64_t now)
+{
+	struct nlattr *attr[NFQA_MAX + 1] = { NULL };
+	struct nfqnl_msg_packet_hdr *ph;
+	uint8_t *payload;
+	size_t len;
+
+	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) {
+		c->n.recv_errors++;
+		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+		return;
+	}
+	ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
+	uint32_t id = ntohl(ph->packet_id);
+	c->n.received++;
+	if (!attr[NFQA_PAYLOAD]) {
+		dq_verdict(c, id, c->fail_open ? ENGINE_PASS : ENGINE_DROP, NULL, 0);
+		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+		return;
+	}
+	payload = mnl_attr_get_payload(attr[NFQA_PAYLOAD]);
+	len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
+	if (attr[NFQA_CAP_LEN] && ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN])) > len)
+		c->n.truncated++; /* pkt_parse sees a cut datagram: never rewritten */
+
+	struct engine_packet p = { .buf = payload, .len = len };
+	enum engine_verdict v = engine_process(c->engine, &p, now);
+	dq_verdict(c, id, v, payload, len);
+}
+
+static void dq_error_message(struct dq_capture *c, const struct nlmsghdr *nlh)
+{
+	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+
+	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof *e) || e->error == 0)
+		return; /* an acknowledgement */
+	c->n.verdict_errors++;
+	engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+}
+
+static void on_queue(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	struct dq_capture *c = io->arg;
+	uint64_t now = loop_now(loop);
+
+	(void)events;
+	for (int i = 0; i < NFQ_BATCH; i++) {
+		ssize_t n = recv(mnl_socket_get_fd(c->nl), c->rx, NFQ_RX_SIZE, MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				c->n.recv_errors++;
+				engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+			}
+			break;
+		}
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)c->rx;
+		int left = (int)n;
+
+		for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+			if (nlh->nlmsg_type == NLMSG_ERROR)
+				dq_error_message(c, nlh);
+			else if ((nlh->nlmsg_type & 0xff) == NFQNL_MSG_PACKET)
+				dq_packet(c, nlh, now);
+		}
+	}
+	dq_flush(c);
+}
+
+static void on_tick(struct loop *loop, struct loop_timer *t)
+{
+	struct dq_capture *c = t->arg;
+
+	engine_tick(c->engine, loop_now(loop));
+	loop_timer_start(loop, t, NFQ_TICK_MS);
+}
+
+/* ---- the ruleset ---- */
+
+/* How the ruleset hands a packet to the queue: nftables' own `queue` statement, or — on
+ * kernels built without it (CONFIG_NFT_QUEUE unset, as on the machines sluice is tested on) —
+ * a jump to a chain whose one rule is the x_tables NFQUEUE target through nft_compat, as
+ * iptables-nft does it. */
+enum queue_method {
+	QUEUE_NATIVE,
+	QUEUE_COMPAT,
+};
+
+/* See the top of this file. Each family's listener replies first, then DNS to any address,
+ * then everything not loopback. `notrack` in a raw-priority chain keeps conntrack from
+ * classifying the rewritten flows as invalid (D2). */
+static int generate_ruleset(const struct dq_capture *c, enum queue_method method, char *buf,
+			    size_t size)
+{
+	static const char *const chain_names[2] = { "untracked", "divert" };
+	static const char *const heads[2] = {
+		"type filter hook output priority raw; policy accept;",
+		"type filter hook output priority mangle; policy accept;",
+	};
+	static const char *const ip[CAPTURE_FAMILIES] = { "ip", "ip6" };
+	static const char *const lo_addr[CAPTURE_FAMILIES] = { "127.0.0.1", "::1" };
+	const struct capture_listener(*l)[CAPTURE_FAMILIES] = c->base.listeners;
+	int families = c->net.have_ipv6 ? CAPTURE_FAMILIES : 1;
+	struct ruleset_text t = { .buf = buf, .size = size };
+	char action[64];
+
+	ruleset_add(&t, "table inet sluice {\n");
+	if (method == QUEUE_COMPAT)
+		ruleset_add(&t, "\tchain to_queue {\n\t}\n");
+	for (int chain = 0; chain < 2; chain++) {
+		if (chain == 0)
+			snprintf(action, sizeof action, "notrack");
+		else if (method == QUEUE_COMPAT)
+			snprintf(action, sizeof action, "jump to_queue");
+		else
+			snprintf(action, sizeof action, "queue num %d%s", NFQ_QUEUE_NUM,
+				 c->fail_open ? " bypass" : "");
+		ruleset_add(&t, "\tchain %s {\n\t\t%s\n", chain_names[chain], heads[chain]);
+		for (int f = 0; f < families; f++) {
+			ruleset_add(&t, "\t\t%s saddr %s tcp sport { %u, %u } %s\n", ip[f],
+				    lo_addr[f], (unsigned)l[CAPTURE_TCP][f].port,
+				    (unsigned)l[CAPTURE_DNS_TCP][f].port, action);
+			ruleset_add(&t, "\t\t%s saddr %s udp sport { %u, %u } %s\n", ip[f],
+				    lo_addr[f], (unsigned)l[CAPTURE_DNS_UDP][f].port,
+				    (unsigned)l[CAPTURE_UDP][f].port, action);
+		}
+		ruleset_add(&t, "\t\tmeta l4proto { tcp, udp } th dport 53 %s\n"
+				"\t\tip daddr 127.0.0.0/8 return\n"
+				"\t\tip6 daddr ::1 return\n"
+				"\t\tmeta l4proto { tcp, udp } %s\n"
+				"\t}\n",
+			    action, action);
+	}
+	ruleset_add(&t, "}\n");
+	return t.overflow ? -ENOSPC : 0;
+}
+
+/* Appends the x_tables NFQUEUE target (revision 3) to chain to_queue of table inet sluice, in
+ * the namespace the caller is in: one nf_tables batch over its own netlink socket. */
+static int add_compat_queue_rule(bool bypass)
+{
+	char buf[NFQ_CONFIG_BUF];
+	struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	struct nftnl_rule *rule = NULL;
+	struct xt_NFQ_info_v3 *info = NULL;
+	uint32_t seq = 1, rule_seq;
+	int err = 0;
+
+	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		err = -errno;
+		goto out;
+	}
+	rule = nftnl_rule_alloc();
+	struct nftnl_expr *target = nftnl_expr_alloc("target");
+	info = calloc(1, sizeof *info);
+	if (!rule || !target || !info) {
+		nftnl_expr_free(target);
+		err = -ENOMEM;
+		goto out;
+	}
+	info->queuenum = NFQ_QUEUE_NUM;
+	info->queues_total = 1;
+	info->flags = bypass ? NFQ_FLAG_BYPASS : 0;
+	nftnl_expr_set_str(target, NFTNL_EXPR_TG_NAME, "NFQUEUE");
+	nftnl_expr_set_u32(target, NFTNL_EXPR_TG_REV, 3);
+	nftnl_expr_set(target, NFTNL_EXPR_TG_INFO, info, sizeof *info); /* owns info now */
+	info = NULL;
+	nftnl_rule_set_u32(rule, NFTNL_RULE_FAMILY, NFPROTO_INET);
+	nftnl_rule_set_str(rule, NFTNL_RULE_TABLE, "sluice");
+	nftnl_rule_set_str(rule, NFTNL_RULE_CHAIN, "to_queue");
+	nftnl_rule_add_expr(rule, target);
+
+	struct mnl_nlmsg_batch *batch = mnl_nlmsg_batch_start(buf, sizeof buf);
+	nftnl_batch_begin(mnl_nlmsg_batch_current(batch), seq++);
+	mnl_nlmsg_batch_next(batch);
+	rule_seq = seq++;
+	struct nlmsghdr *nlh = nftnl_rule_nlmsg_build_hdr(mnl_nlmsg_batch_current(batch),
+							  NFT_MSG_NEWRULE, NFPROTO_INET,
+							  NLM_F_APPEND | NLM_F_CREATE | NLM_F_ACK,
+							  rule_seq);
+	nftnl_rule_nlmsg_build_payload(nlh, rule);
+	mnl_nlmsg_batch_next(batch);
+	nftnl_batch_end(mnl_nlmsg_batch_current(batch), seq++);
+	mnl_nlmsg_batch_next(batch);
+	if (mnl_socket_sendto(nl, mnl_nlmsg_batch_head(batch), mnl_nlmsg_batch_size(batch)) < 0)
+		err = -errno;
+	mnl_nlmsg_batch_stop(batch);
+	if (!err) {
+		ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof buf);
+
+		if (n < 0 || mnl_cb_run(buf, (size_t)n, rule_seq, mnl_socket_get_portid(nl), NULL,
+					NULL) < 0)
+			err = -errno;
+	}
+out:
+	free(info);
+	nftnl_rule_free(rule);
+	if (nl)
+		mnl_socket_close(nl);
+	return err;
+}
+
+/* Loads the ruleset with the native queue statement, or with the compat target where the
+ * kernel has no nft_queue. */
+static int load_rules(const struct dq_capture *c)
+{
+	char ruleset[SESSION_NET_RULESET_MAX];
+	int err = generate_ruleset(c, QUEUE_NATIVE, ruleset, sizeof ruleset);
+
+	if (!err && session_net_load_ruleset(ruleset, false) == 0)
+		return 0;
+	err = generate_ruleset(c, QUEUE_COMPAT, ruleset, sizeof ruleset);
+	if (err) {
+		log_errno(err, "divert: ruleset text");
+		return err;
+	}
+	err = session_net_load_ruleset(ruleset, true);
+	if (err)
+		return err;
+	err = add_compat_queue_rule(c->fail_open);
+	if (err)
+		log_errno(err, "divert: adding the NFQUEUE rule (neither nft_queue nor the x_tables "
+			       "NFQUEUE target works in this kernel)");
+	return err;
+}
+
+/* ---- the engine ---- */
+
+static void on_engine_fail_mode(void *ctx, bool entered, const char *reason)
+{
+	struct dq_capture *c = ctx;
+
+	if (c->on_fail_mode)
+		c->on_fail_mode(c->ctx, entered, reason);
+}
+
+static int make_engine(struct dq_capture *c)
+{
+	struct engine_config ec = {
+		.fail_open = c->fail_open,
+		.on_fail_mode = on_engine_fail_mode,
+		.ctx = c,
+	};
+	static const enum engine_kind kinds[CAPTURE_KINDS] = {
+		[CAPTURE_TCP] = ENGINE_TCP,
+		[CAPTURE_DNS_TCP] = ENGINE_DNS_TCP,
+		[CAPTURE_DNS_UDP] = ENGINE_DNS_UDP,
+		[CAPTURE_UDP] = ENGINE_UDP,
+	};
+	const uint8_t lo4[4] = { 127, 0, 0, 1 };
+	const uint8_t lo6[16] = { [15] = 1 };
+
+	addr_from_bytes(&ec.listen[ENGINE_IPV4], ADDR_V4, lo4);
+	if (c->net.have_ipv6)
+		addr_from_bytes(&ec.listen[ENGINE_IPV6], ADDR_V6, lo6);
+	for (int k = 0; k < CAPTURE_KINDS; k++)
+		for (int f = 0; f < CAPTURE_FAMILIES; f++)
+			ec.port[kinds[k]][f] = c->base.listeners[k][f].port;
+	if (os_random(&ec.hash_seed, sizeof ec.hash_seed) < 0)
+		ec.hash_seed = monotonic_ms() * 0x9e3779b97f4a7c15u;
+	return engine_new(&c->engine, &ec);
+}
+
+/* ---- the ops ---- */
+
+static void dq_close(struct capture *cap)
+{
+	struct dq_capture *c = dq_of(cap);
+
+	if (!c)
+		return;
+	if (c->loop) {
+		loop_io_stop(c->loop, &c->io);
+		loop_timer_stop(c->loop, &c->tick);
+	}
+	if (c->nl)
+		mnl_socket_close(c->nl);
+	session_net_close_listeners(&c->base);
+	session_net_close(&c->net);
+	engine_free(c->engine);
+	free(c->rx);
+	free(c->tx);
+	free(c);
+}
+
+static int setup_inside(struct dq_capture *c, const struct capture_config *cfg)
+{
+	int err;
+
+	err = session_net_make_listeners(&c->base, &c->net, cfg, false);
+	if (err)
+		return err;
+	err = make_engine(c);
+	if (err) {
+		log_errno(err, "divert: cannot create the engine");
+		return err;
+	}
+	err = dq_open_queue(c);
+	if (err)
+		return err;
+	return load_rules(c);
+}
+
+static int dq_open(struct capture **out, const struct capture_config *cfg)
+{
+	static const struct capture_config defaults;
+	struct dq_capture *c;
+	int err;
+
+	if (!cfg)
+		cfg = &defaults;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	c->base.ops = &capture_nfqueue;
+	session_net_init(&c->net);
+	for (int kind = 0; kind < CAPTURE_KINDS; kind++)
+		for (int family = 0; family < CAPTURE_FAMILIES; family++)
+			c->base.listeners[kind][family].sock = CAPTURE_NO_SOCK;
+	c->fail_open = cfg->fail_open;
+	c->on_fail_mode = cfg->on_fail_mode;
+	c->ctx = cfg->ctx;
+	c->rx = malloc(NFQ_RX_SIZE);
+	c->tx = malloc(NFQ_TX_SIZE);
+	if (!c->rx || !c->tx) {
+		err = -ENOMEM;
+		goto fail;
+	}
+
+	err = session_net_open(&c->net, cfg->lo_mtu ? cfg->lo_mtu : NFQ_LO_MTU);
+	if (err)
+		goto fail;
+	err = setup_inside(c, cfg);
+	session_net_leave(&c->net);
+	if (err)
+		goto fail;
+	*out = &c->base;
+	return 0;
+fail:
+	dq_close(&c->base);
+	return err;
+}
+
+static int dq_attach(struct capture *cap, struct loop *loop)
+{
+	struct dq_capture *c = dq_of(cap);
+	int err;
+
+	c->loop = loop;
+	loop_io_init(&c->io, mnl_socket_get_fd(c->nl), on_queue, c);
+	loop_timer_init(&c->tick, on_tick, c);
+	err = loop_io_start(loop, &c->io, LOOP_READ);
+	if (!err)
+		err = loop_timer_start(loop, &c->tick, NFQ_TICK_MS);
+	return err;
+}
+
+/* The engine's flow behind a peer seen on a listener. */
+static int flow_of(struct dq_capture *c, int proto, const struct capture_endpoint *peer,
+		   struct engine_flow *flow)
+{
+	struct addr a;
+
+	addr_unmap_v4(&peer->addr, &a);
+	return engine_lookup(c->engine, proto, &a, peer->port, now_ms(c), flow);
+}
+
+static int peer_of(loop_sock s, struct capture_endpoint *peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (getpeername((int)s, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	return capture_endpoint_from_sockaddr((struct sockaddr *)&ss, len, peer);
+}
+
+static int dq_tcp_original_dst(struct capture *cap, loop_sock accepted,
+				struct capture_endpoint *dst)
+{
+	struct capture_endpoint peer;
+	struct engine_flow flow;
+	int err = peer_of(accepted, &peer);
+
+	if (err)
+		return err;
+	err = flow_of(dq_of(cap), IPPROTO_TCP, &peer, &flow);
+	if (err)
+		return err;
+	dst->addr = flow.orig_dst;
+	dst->port = flow.orig_port;
+	return 0;
+}
+
+static int dq_udp_recv(struct capture *cap, loop_sock listener, void *buf, size_t size,
+			struct capture_endpoint *src, struct capture_endpoint *orig_dst)
+{
+	struct sockaddr_storage from;
+	socklen_t fromlen = sizeof from;
+	struct engine_flow flow;
+	ssize_t n;
+
+	n = recvfrom((int)listener, buf, size, MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&from,
+		     &fromlen);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	if ((size_t)n > size)
+		return -EMSGSIZE;
+	if (capture_endpoint_from_sockaddr((struct sockaddr *)&from, fromlen, src) < 0)
+		return -EPROTO;
+	if (flow_of(dq_of(cap), IPPROTO_UDP, src, &flow) < 0)
+		return -ENOENT; /* sent straight to the listener: not diverted */
+	orig_dst->addr = flow.orig_dst;
+	orig_dst->port = flow.orig_port;
+	return (int)n;
+}
+
+/* The reply leaves from a listener socket towards the flow's mapped peer; the engine rewrites
+ * its source to the flow's original destination, which must be `from`. */
+static int dq_udp_send(struct capture *cap, const struct capture_endpoint *from,
+			const struct capture_endpoint *to, const void *buf, size_t len)
+{
+	struct dq_capture *c = dq_of(cap);
+	struct sockaddr_storage ss;
+	struct engine_flow flow;
+	socklen_t sslen;
+	int f, err;
+
+	if (from->addr.family != to->addr.family ||
+	    (to->addr.family != ADDR_V4 && to->addr.family != ADDR_V6))
+		return -EAFNOSUPPORT;
+	f = to->addr.family == ADDR_V4 ? CAPTURE_IPV4 : CAPTURE_IPV6;
+	err = flow_of(c, IPPROTO_UDP, to, &flow);
+	if (err)
+		return err;
+	if (flow.orig_port != from->port || !addr_equal(&flow.orig_dst, &from->addr))
+		return -EADDRNOTAVAIL;
+	loop_sock s = c->base.listeners[from->port == 53 ? CAPTURE_DNS_UDP : CAPTURE_UDP][f].sock;
+	if (s == CAPTURE_NO_SOCK)
+		return -EAFNOSUPPORT;
+	capture_endpoint_to_sockaddr(to, &ss, &sslen);
+	if (sendto((int)s, buf, len, MSG_DONTWAIT, (struct sockaddr *)&ss, sslen) < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return 0;
+}
+
+static int dq_app_endpoint(struct capture *cap, int proto, const struct capture_endpoint *seen,
+			    struct capture_endpoint *app)
+{
+	struct engine_flow flow;
+	int err = flow_of(dq_of(cap), proto, seen, &flow);
+
+	if (err)
+		return err;
+	app->addr = flow.client;
+	app->port = flow.client_port;
+	return 0;
+}
+
+static size_t dq_stats(struct capture *cap, struct capture_stat *out, size_t max)
+{
+	struct dq_capture *c = dq_of(cap);
+	struct engine_stats s;
+
+	engine_get_stats(c->engine, &s);
+	const struct capture_stat all[] = {
+		{ "divert_packets", s.packets },
+		{ "divert_diverted", s.diverted },
+		{ "divert_replies", s.replies },
+		{ "divert_passed", s.passed },
+		{ "divert_dropped", s.dropped },
+		{ "divert_loopback", s.loopback },
+		{ "divert_to_listener", s.to_listener },
+		{ "divert_other_proto", s.other_proto },
+		{ "divert_fragments", s.fragments },
+		{ "divert_flows_created", s.flows_created },
+		{ "divert_flows_remapped", s.flows_remapped },
+		{ "divert_flows_ended", s.flows_ended },
+		{ "divert_flows_expired", s.flows_expired },
+		{ "divert_flows_evicted", s.flows_evicted },
+		{ "divert_err_malformed", s.errors[ENGINE_ERR_MALFORMED] },
+		{ "divert_err_table_full", s.errors[ENGINE_ERR_TABLE_FULL] },
+		{ "divert_err_no_port", s.errors[ENGINE_ERR_NO_PORT] },
+		{ "divert_err_stray", s.errors[ENGINE_ERR_STRAY] },
+		{ "divert_err_unknown_reply", s.errors[ENGINE_ERR_UNKNOWN_REPLY] },
+		{ "divert_err_no_family", s.errors[ENGINE_ERR_NO_FAMILY] },
+		{ "divert_err_backend", s.errors[ENGINE_ERR_BACKEND] },
+		{ "divert_fail_mode_entered", s.fail_mode_entered },
+		{ "nfqueue_received", c->n.received },
+		{ "nfqueue_truncated", c->n.truncated },
+		{ "nfqueue_verdict_sends", c->n.verdict_sends },
+		{ "nfqueue_verdict_errors", c->n.verdict_errors },
+		{ "nfqueue_recv_errors", c->n.recv_errors },
+	};
+	size_t n = sizeof all / sizeof all[0];
+
+	if (n > max)
+		n = max;
+	memcpy(out, all, n * sizeof *out);
+	return n;
+}
+
+static int dq_join(struct capture *cap)
+{
+	return session_net_enter(&dq_of(cap)->net);
+}
+
+const struct capture_ops capture_nfqueue = {
+	.name = "divert",
+	.open = dq_open,
+	.tcp_original_dst = dq_tcp_original_dst,
+	.udp_recv = dq_udp_recv,
+	.udp_send = dq_udp_send,
+	.app_endpoint = dq_app_endpoint,
+	.attach = dq_attach,
+	.stats = dq_stats,
+	.join = dq_join,
+	.close = dq_close,
+};
