@@ -56,6 +56,9 @@ build-release/CMakeCache.txt:
 bench: deps build-release/CMakeCache.txt
 	$(CMAKE) --build build-release -j$(JOBS)
 	@scripts/bench.sh build-release
+	@echo
+	@BENCH_JSON=build-release/bench/modes.json \
+		scripts/bench_modes.sh build-release/sluice build-release/tools/netbench || [ $$? = 77 ]
 
 demo: deps sluice
 	@scripts/demo.sh build/sluice
