@@ -53,8 +53,9 @@
 #define NFQ_QUEUE_MAXLEN 8192     /* packets the kernel holds for us */
 #define NFQ_RCVBUF (8 << 20)      /* socket receive buffer */
 #define NFQ_RX_SIZE (0xffff + 4096) /* one packet message */
-#define NFQ_TX_SIZE (1 << 20)     /* batched verdicts */
-#define NFQ_BATCH 128             /* packets handled per wake-up before yielding to others */
+#define NFQ_BATCH 32              /* messages received per wake-up, each into its own slot */
+#define NFQ_SNDBUF (4 << 20)      /* asked for; batches stay below half of what is granted */
+#define NFQ_VERDICT_HDR 128       /* a verdict message up to its payload attribute's data */
 #define NFQ_TICK_MS 1000
 #define NFQ_CONFIG_BUF 8192        /* a configuration message or its acknowledgement */
 
@@ -78,10 +79,16 @@ struct dq_capture {
 	struct loop_io io;
 	struct loop_timer tick;
 
-	char *rx;
-	char *tx;
-	size_t tx_len;
-	size_t tx_limit; /* bytes batched per send: below the socket's send buffer */
+	/* Each message of a wake-up is received into its own slot of rx, and a rewritten
+	 * packet's verdict points at its bytes there: the batch goes out in one sendmsg whose
+	 * iovecs alternate verdict headers and packets, so packets are not copied again. */
+	char *rx; /* NFQ_BATCH slots of NFQ_RX_SIZE */
+	char hdr[NFQ_BATCH][NFQ_VERDICT_HDR];
+	struct iovec iov[3 * NFQ_BATCH];
+	unsigned verdicts;   /* in the batch */
+	unsigned iovs;
+	size_t batch_bytes;
+	size_t batch_limit;  /* below the socket's send buffer */
 	struct dq_counters n;
 
 	void (*on_fail_mode)(void *ctx, bool entered, const char *reason);
@@ -175,47 +182,74 @@ static int dq_open_queue(struct dq_capture *c)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	/* A netlink message longer than the send buffer fails whole (EMSGSIZE), and with it every
 	 * verdict batched in it: size the batches to what the socket takes. */
-	int sndbuf = 2 * NFQ_TX_SIZE;
+	int sndbuf = NFQ_SNDBUF;
 	socklen_t len = sizeof sndbuf;
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0)
 		sndbuf = 0;
-	c->tx_limit = (size_t)sndbuf / 2 < NFQ_TX_SIZE ? (size_t)sndbuf / 2 : NFQ_TX_SIZE;
-	if (c->tx_limit < NFQ_RX_SIZE + 1024)
-		c->tx_limit = NFQ_RX_SIZE + 1024; /* one verdict at a time then */
+	c->batch_limit = (size_t)sndbuf / 2;
+	if (c->batch_limit < NFQ_RX_SIZE + NFQ_VERDICT_HDR)
+		c->batch_limit = NFQ_RX_SIZE + NFQ_VERDICT_HDR; /* one verdict at a time then */
 	return 0;
 }
 
-/* Sends the batched verdicts, if any. */
+/* Sends the batched verdicts, if any, in one sendmsg. */
 static void dq_flush(struct dq_capture *c)
 {
-	if (c->tx_len == 0)
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	struct msghdr msg = {
+		.msg_name = &kernel,
+		.msg_namelen = sizeof kernel,
+		.msg_iov = c->iov,
+		.msg_iovlen = c->iovs,
+	};
+
+	if (c->verdicts == 0)
 		return;
 	c->n.verdict_sends++;
-	if (mnl_socket_sendto(c->nl, c->tx, c->tx_len) < 0) {
-		log_debug("divert: sending %zu bytes of verdicts: %s", c->tx_len, strerror(errno));
+	if (sendmsg(mnl_socket_get_fd(c->nl), &msg, 0) < 0) {
+		log_debug("divert: sending %zu bytes of verdicts: %s", c->batch_bytes,
+			  strerror(errno));
 		c->n.verdict_errors++;
 		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
 	}
-	c->tx_len = 0;
+	c->verdicts = 0;
+	c->iovs = 0;
+	c->batch_bytes = 0;
 }
 
-/* Appends the verdict of packet id; payload (len bytes) is sent back only when rewritten. */
+/* Appends the verdict of packet id; the packet (len bytes at payload, which must stay valid
+ * until the flush) is sent back only when rewritten. */
 static void dq_verdict(struct dq_capture *c, uint32_t id, enum engine_verdict v,
-			const uint8_t *payload, size_t len)
+		       const uint8_t *payload, size_t len)
 {
-	size_t need = MNL_ALIGN(sizeof(struct nlmsghdr)) + 256 +
-		      (v == ENGINE_REWRITE ? MNL_ALIGN(len) + MNL_ATTR_HDRLEN : 0);
+	static const uint8_t pad[MNL_ALIGNTO];
+	size_t data = v == ENGINE_REWRITE ? MNL_ALIGN(len) : 0;
 	struct nlmsghdr *nlh;
 
-	if (c->tx_len + need > c->tx_limit)
+	if (c->verdicts == NFQ_BATCH || c->batch_bytes + NFQ_VERDICT_HDR + data > c->batch_limit)
 		dq_flush(c);
-	nlh = nfq_nlmsg_put(c->tx + c->tx_len, NFQNL_MSG_VERDICT, NFQ_QUEUE_NUM);
+	nlh = nfq_nlmsg_put(c->hdr[c->verdicts], NFQNL_MSG_VERDICT, NFQ_QUEUE_NUM);
 	nfq_nlmsg_verdict_put(nlh, (int)id, v == ENGINE_DROP ? NF_DROP : NF_ACCEPT);
-	if (v == ENGINE_REWRITE)
-		nfq_nlmsg_verdict_put_pkt(nlh, payload, (uint32_t)len);
-	c->tx_len += nlh->nlmsg_len;
+	size_t head = nlh->nlmsg_len;
+	if (v == ENGINE_REWRITE) {
+		struct nlattr *a = (struct nlattr *)((char *)nlh + head);
+
+		a->nla_type = NFQA_PAYLOAD;
+		a->nla_len = (uint16_t)(MNL_ATTR_HDRLEN + len);
+		head += MNL_ATTR_HDRLEN;
+		nlh->nlmsg_len = (uint32_t)(head + data);
+	}
+	c->iov[c->iovs++] = (struct iovec){ .iov_base = nlh, .iov_len = head };
+	if (v == ENGINE_REWRITE) {
+		c->iov[c->iovs++] = (struct iovec){ .iov_base = (void *)payload, .iov_len = len };
+		if (data > len)
+			c->iov[c->iovs++] =
+				(struct iovec){ .iov_base = (void *)pad, .iov_len = data - len };
+	}
+	c->verdicts++;
+	c->batch_bytes += nlh->nlmsg_len;
 }
 
 /* One NFQNL_MSG_PACKET: the engine decides, the verdict is batched. */
@@ -266,7 +300,8 @@ static void on_queue(struct loop *loop, struct loop_io *io, unsigned events)
 
 	(void)events;
 	for (int i = 0; i < NFQ_BATCH; i++) {
-		ssize_t n = recv(mnl_socket_get_fd(c->nl), c->rx, NFQ_RX_SIZE, MSG_DONTWAIT);
+		char *slot = c->rx + (size_t)i * NFQ_RX_SIZE;
+		ssize_t n = recv(mnl_socket_get_fd(c->nl), slot, NFQ_RX_SIZE, MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -275,7 +310,7 @@ static void on_queue(struct loop *loop, struct loop_io *io, unsigned events)
 			}
 			break;
 		}
-		const struct nlmsghdr *nlh = (const struct nlmsghdr *)c->rx;
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)slot;
 		int left = (int)n;
 
 		for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
@@ -500,7 +535,6 @@ static void dq_close(struct capture *cap)
 	session_net_close(&c->net);
 	engine_free(c->engine);
 	free(c->rx);
-	free(c->tx);
 	free(c);
 }
 
@@ -541,9 +575,8 @@ static int dq_open(struct capture **out, const struct capture_config *cfg)
 	c->fail_open = cfg->fail_open;
 	c->on_fail_mode = cfg->on_fail_mode;
 	c->ctx = cfg->ctx;
-	c->rx = malloc(NFQ_RX_SIZE);
-	c->tx = malloc(NFQ_TX_SIZE);
-	if (!c->rx || !c->tx) {
+	c->rx = malloc((size_t)NFQ_BATCH * NFQ_RX_SIZE);
+	if (!c->rx) {
 		err = -ENOMEM;
 		goto fail;
 	}
