@@ -14,7 +14,9 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/capture/nfqueue.c)
   list(APPEND SLUICE_CAPTURE_SOURCES src/capture/nfqueue.c)
 endif()
 add_library(sluice_capture STATIC ${SLUICE_CAPTURE_SOURCES})
-target_link_libraries(sluice_capture PUBLIC sluice_base sluice_log sluice_loop sluice_net
+find_package(Threads REQUIRED)
+target_link_libraries(sluice_capture
+                      PUBLIC sluice_base sluice_log sluice_loop sluice_net Threads::Threads
                       PRIVATE PkgConfig::MNL PkgConfig::NFTABLES)
 if(EXISTS ${CMAKE_SOURCE_DIR}/src/capture/nfqueue.c)
   target_link_libraries(sluice_capture PUBLIC sluice_engine PRIVATE PkgConfig::NFQ)

@@ -146,9 +146,10 @@ struct capture_ops {
 	int (*app_endpoint)(struct capture *cap, int proto, const struct capture_endpoint *seen,
 			    struct capture_endpoint *app);
 
-	/* Starts what the backend itself serves on the session's loop (divert: the packet
-	 * queue and a once-a-second sweep); called once, after open, before the session
-	 * starts. NULL when the backend needs nothing. Returns 0 or a negative errno. */
+	/* Starts what the backend itself serves (divert: a thread serving the packet queue,
+	 * and a watcher on the session's loop for the fail-mode events it reports); called
+	 * once, after open, before the session starts. close() must then come before the loop
+	 * is freed. NULL when the backend needs nothing. Returns 0 or a negative errno. */
 	int (*attach)(struct capture *cap, struct loop *loop);
 
 	/* Copies up to max counters into out and returns how many; NULL when the backend keeps

@@ -20,6 +20,9 @@
 #define _GNU_SOURCE
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +32,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -52,7 +56,7 @@
 #define NFQ_LO_MTU 65000          /* below the 65531-byte copy range (D1) */
 #define NFQ_QUEUE_MAXLEN 8192     /* packets the kernel holds for us */
 #define NFQ_RCVBUF (8 << 20)      /* socket receive buffer */
-#define NFQ_RX_SIZE (0xffff + 4096) /* one packet message */
+#define NFQ_RX_SIZE (65536 + 4096) /* one packet message; a multiple of 4 (slots align) */
 #define NFQ_BATCH 32              /* messages received per wake-up, each into its own slot */
 #define NFQ_SNDBUF (4 << 20)      /* asked for; batches stay below half of what is granted */
 #define NFQ_VERDICT_HDR 128       /* a verdict message up to its payload attribute's data */
@@ -67,6 +71,19 @@ struct dq_counters {
 	uint64_t truncated; /* the copy range cut the packet (never rewritten) */
 };
 
+/* Fail-mode transitions seen on the packet thread, waiting to be reported on the loop's. */
+#define NFQ_EVENTS 16
+
+struct dq_event {
+	bool entered;
+	const char *reason; /* static */
+};
+
+/* Threads: the queue is served by a thread of its own, so that the kernel's work of reinjecting
+ * packets (which runs in the thread that sends the verdicts, and is most of the cost) and the
+ * relay's run on both cores. The engine is shared with the loop's thread (original-destination
+ * lookups) under `lock`; fail-mode transitions are queued under it too and reported on the
+ * loop's thread, through `notify`, because the audit trail belongs to that thread. */
 struct dq_capture {
 	struct capture base;
 	struct session_net net;
@@ -75,9 +92,16 @@ struct dq_capture {
 	unsigned portid;
 	bool fail_open;
 
+	pthread_mutex_t lock; /* the engine, events[], n_events */
+	bool lock_made;
+	pthread_t thread;
+	bool thread_started;
+	int stop_fd;   /* eventfd: the packet thread ends when it is readable */
+	int notify_fd; /* eventfd: fail-mode events wait in events[] */
 	struct loop *loop;
-	struct loop_io io;
-	struct loop_timer tick;
+	struct loop_io notify_io;
+	struct dq_event events[NFQ_EVENTS];
+	unsigned n_events;
 
 	/* Each message of a wake-up is received into its own slot of rx, and a rewritten
 	 * packet's verdict points at its bytes there: the batch goes out in one sendmsg whose
@@ -108,11 +132,6 @@ static uint64_t monotonic_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The engine's clock: the loop's when attached, so that one wake-up sees one time. */
-static uint64_t now_ms(const struct dq_capture *c)
-{
-	return c->loop ? loop_now(c->loop) : monotonic_ms();
-}
 
 /* ---- the queue socket ---- */
 
@@ -293,12 +312,13 @@ static void dq_error_message(struct dq_capture *c, const struct nlmsghdr *nlh)
 	engine_note_error(c->engine, ENGINE_ERR_BACKEND);
 }
 
-static void on_queue(struct loop *loop, struct loop_io *io, unsigned events)
+/* Receives up to NFQ_BATCH messages, decides them and sends the verdicts, all under the lock
+ * (the loop's thread only takes it for a lookup per new connection or datagram). */
+static void serve_queue(struct dq_capture *c)
 {
-	struct dq_capture *c = io->arg;
-	uint64_t now = loop_now(loop);
+	uint64_t now = monotonic_ms();
 
-	(void)events;
+	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < NFQ_BATCH; i++) {
 		char *slot = c->rx + (size_t)i * NFQ_RX_SIZE;
 		ssize_t n = recv(mnl_socket_get_fd(c->nl), slot, NFQ_RX_SIZE, MSG_DONTWAIT);
@@ -321,14 +341,60 @@ static void on_queue(struct loop *loop, struct loop_io *io, unsigned events)
 		}
 	}
 	dq_flush(c);
+	pthread_mutex_unlock(&c->lock);
 }
 
-static void on_tick(struct loop *loop, struct loop_timer *t)
+/* The packet thread: the queue, and the engine's sweep once a second, until stop_fd. */
+static void *packet_thread(void *arg)
 {
-	struct dq_capture *c = t->arg;
+	struct dq_capture *c = arg;
+	struct pollfd fds[2] = {
+		{ .fd = mnl_socket_get_fd(c->nl), .events = POLLIN },
+		{ .fd = c->stop_fd, .events = POLLIN },
+	};
+	uint64_t next_tick = monotonic_ms() + NFQ_TICK_MS;
 
-	engine_tick(c->engine, loop_now(loop));
-	loop_timer_start(loop, t, NFQ_TICK_MS);
+	for (;;) {
+		uint64_t now = monotonic_ms();
+		int wait = next_tick > now ? (int)(next_tick - now) : 0;
+
+		if (poll(fds, 2, wait) < 0 && errno != EINTR)
+			break;
+		if (fds[1].revents)
+			break;
+		if (fds[0].revents)
+			serve_queue(c);
+		now = monotonic_ms();
+		if (now >= next_tick) {
+			pthread_mutex_lock(&c->lock);
+			engine_tick(c->engine, now);
+			pthread_mutex_unlock(&c->lock);
+			next_tick = now + NFQ_TICK_MS;
+		}
+	}
+	return NULL;
+}
+
+/* On the loop's thread: reports the fail-mode transitions the packet thread queued. */
+static void on_notify(struct loop *loop, struct loop_io *io, unsigned events)
+{
+	struct dq_capture *c = io->arg;
+	struct dq_event ev[NFQ_EVENTS];
+	uint64_t count;
+	unsigned n;
+
+	(void)loop;
+	(void)events;
+	if (read(c->notify_fd, &count, sizeof count) < 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	n = c->n_events;
+	memcpy(ev, c->events, n * sizeof ev[0]);
+	c->n_events = 0;
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (c->on_fail_mode)
+			c->on_fail_mode(c->ctx, ev[i].entered, ev[i].reason);
 }
 
 /* ---- the ruleset ---- */
@@ -482,12 +548,18 @@ static int load_rules(const struct dq_capture *c)
 
 /* ---- the engine ---- */
 
+/* Called by the engine, with the lock held, on whichever thread made the transition. When
+ * more transitions wait than fit, the oldest are kept: the audit trail then lacks the latest
+ * flaps, and the counters still have them. */
 static void on_engine_fail_mode(void *ctx, bool entered, const char *reason)
 {
 	struct dq_capture *c = ctx;
+	uint64_t one = 1;
 
-	if (c->on_fail_mode)
-		c->on_fail_mode(c->ctx, entered, reason);
+	if (c->n_events < NFQ_EVENTS)
+		c->events[c->n_events++] = (struct dq_event){ entered, reason };
+	if (c->notify_fd >= 0 && write(c->notify_fd, &one, sizeof one) < 0)
+		return; /* the counter is saturated: a notification is pending anyway */
 }
 
 static int make_engine(struct dq_capture *c)
@@ -525,10 +597,21 @@ static void dq_close(struct capture *cap)
 
 	if (!c)
 		return;
-	if (c->loop) {
-		loop_io_stop(c->loop, &c->io);
-		loop_timer_stop(c->loop, &c->tick);
+	if (c->thread_started) {
+		uint64_t one = 1;
+
+		if (write(c->stop_fd, &one, sizeof one) < 0)
+			fatal_errno(errno, "divert: cannot stop the packet thread");
+		pthread_join(c->thread, NULL);
 	}
+	if (c->loop)
+		loop_io_stop(c->loop, &c->notify_io);
+	if (c->stop_fd >= 0)
+		close(c->stop_fd);
+	if (c->notify_fd >= 0)
+		close(c->notify_fd);
+	if (c->lock_made)
+		pthread_mutex_destroy(&c->lock);
 	if (c->nl)
 		mnl_socket_close(c->nl);
 	session_net_close_listeners(&c->base);
@@ -568,6 +651,7 @@ static int dq_open(struct capture **out, const struct capture_config *cfg)
 	if (!c)
 		return -ENOMEM;
 	c->base.ops = &capture_nfqueue;
+	c->stop_fd = c->notify_fd = -1;
 	session_net_init(&c->net);
 	for (int kind = 0; kind < CAPTURE_KINDS; kind++)
 		for (int family = 0; family < CAPTURE_FAMILIES; family++)
@@ -575,6 +659,16 @@ static int dq_open(struct capture **out, const struct capture_config *cfg)
 	c->fail_open = cfg->fail_open;
 	c->on_fail_mode = cfg->on_fail_mode;
 	c->ctx = cfg->ctx;
+	c->stop_fd = eventfd(0, EFD_CLOEXEC);
+	c->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->stop_fd < 0 || c->notify_fd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	err = -pthread_mutex_init(&c->lock, NULL);
+	if (err)
+		goto fail;
+	c->lock_made = true;
 	c->rx = malloc((size_t)NFQ_BATCH * NFQ_RX_SIZE);
 	if (!c->rx) {
 		err = -ENOMEM;
@@ -595,18 +689,27 @@ fail:
 	return err;
 }
 
+/* Starts the packet thread with every signal blocked (signals are the loop thread's, through
+ * the session's signalfd), and watches notify_fd on the loop. */
 static int dq_attach(struct capture *cap, struct loop *loop)
 {
 	struct dq_capture *c = dq_of(cap);
+	sigset_t all, old;
 	int err;
 
 	c->loop = loop;
-	loop_io_init(&c->io, mnl_socket_get_fd(c->nl), on_queue, c);
-	loop_timer_init(&c->tick, on_tick, c);
-	err = loop_io_start(loop, &c->io, LOOP_READ);
-	if (!err)
-		err = loop_timer_start(loop, &c->tick, NFQ_TICK_MS);
-	return err;
+	loop_io_init(&c->notify_io, c->notify_fd, on_notify, c);
+	err = loop_io_start(loop, &c->notify_io, LOOP_READ);
+	if (err)
+		return err;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = -pthread_create(&c->thread, NULL, packet_thread, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		return err;
+	c->thread_started = true;
+	return 0;
 }
 
 /* The engine's flow behind a peer seen on a listener. */
@@ -614,9 +717,13 @@ static int flow_of(struct dq_capture *c, int proto, const struct capture_endpoin
 		   struct engine_flow *flow)
 {
 	struct addr a;
+	int err;
 
 	addr_unmap_v4(&peer->addr, &a);
-	return engine_lookup(c->engine, proto, &a, peer->port, now_ms(c), flow);
+	pthread_mutex_lock(&c->lock);
+	err = engine_lookup(c->engine, proto, &a, peer->port, monotonic_ms(), flow);
+	pthread_mutex_unlock(&c->lock);
+	return err;
 }
 
 static int peer_of(loop_sock s, struct capture_endpoint *peer)
@@ -715,8 +822,12 @@ static size_t dq_stats(struct capture *cap, struct capture_stat *out, size_t max
 {
 	struct dq_capture *c = dq_of(cap);
 	struct engine_stats s;
+	struct dq_counters q;
 
+	pthread_mutex_lock(&c->lock);
 	engine_get_stats(c->engine, &s);
+	q = c->n;
+	pthread_mutex_unlock(&c->lock);
 	const struct capture_stat all[] = {
 		{ "divert_packets", s.packets },
 		{ "divert_diverted", s.diverted },
@@ -740,11 +851,11 @@ static size_t dq_stats(struct capture *cap, struct capture_stat *out, size_t max
 		{ "divert_err_no_family", s.errors[ENGINE_ERR_NO_FAMILY] },
 		{ "divert_err_backend", s.errors[ENGINE_ERR_BACKEND] },
 		{ "divert_fail_mode_entered", s.fail_mode_entered },
-		{ "nfqueue_received", c->n.received },
-		{ "nfqueue_truncated", c->n.truncated },
-		{ "nfqueue_verdict_sends", c->n.verdict_sends },
-		{ "nfqueue_verdict_errors", c->n.verdict_errors },
-		{ "nfqueue_recv_errors", c->n.recv_errors },
+		{ "nfqueue_received", q.received },
+		{ "nfqueue_truncated", q.truncated },
+		{ "nfqueue_verdict_sends", q.verdict_sends },
+		{ "nfqueue_verdict_errors", q.verdict_errors },
+		{ "nfqueue_recv_errors", q.recv_errors },
 	};
 	size_t n = sizeof all / sizeof all[0];
 

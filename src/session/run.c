@@ -322,7 +322,7 @@ static void log_session_end(struct run *r, int status)
 	audit_log_session_end(r->audit, &ev);
 }
 
-/* Frees in the reverse order of setup; every step accepts what was never made. */
+/* Frees in about the reverse order of setup; every step accepts what was never made. */
 static void teardown(struct run *r)
 {
 	udp_relay_free(r->udp);
@@ -330,10 +330,10 @@ static void teardown(struct run *r)
 	relay_free(r->relay);
 	attribution_free(r->attribution);
 	session_free(r->session);
+	if (r->capture)
+		r->capture->ops->close(r->capture); /* before the loop it may watch on */
 	loop_free(r->loop);
 	dns_map_free(r->map);
-	if (r->capture)
-		r->capture->ops->close(r->capture);
 	audit_close(r->audit);
 }
 

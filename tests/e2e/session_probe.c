@@ -241,8 +241,8 @@ int main(int argc, char **argv)
 		status = session_result(p.session)->exit_status;
 out:
 	session_free(p.session);
-	loop_free(p.loop);
 	if (p.cap)
-		p.cap->ops->close(p.cap);
+		p.cap->ops->close(p.cap); /* before the loop it may watch on */
+	loop_free(p.loop);
 	return status;
 }

@@ -20,7 +20,7 @@ set -e
 
 probe=$1
 mode=${2:-netns}
-if [ -z "$probe" -m "$mode" ] || [ ! -x "$probe" -m "$mode" ]; then
+if [ -z "$probe" ] || [ ! -x "$probe" ]; then
 	echo "usage: $0 PATH/TO/session_probe [netns|divert]" >&2
 	exit 2
 fi
