@@ -641,6 +641,55 @@ check "31 pipelined TCP queries, 30 denied: all answered in order" \
 	"31 answers, last id 99 rcode 0" \
 	"$(srun --quiet -- timeout 20 python3 "$tmp/pipeline.py" 203.0.113.53 2>&1)"
 
+echo "# connections straight to sluice's own listener"
+# A session process that finds the relay's listener (127.0.0.1:9080 inside the session) and
+# connects to it directly is not a captured flow: nothing may be relayed for it. In divert mode
+# the listener's answers belong to no flow of the engine, so they are dropped (--fail closed),
+# and twelve of them in a row put the engine in fail mode; the next connection's packets,
+# handled again, take it out.
+cat >"$tmp/direct.py" <<'EOF'
+import errno, select, socket, sys, time
+socks = []
+for _ in range(12):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    rc = s.connect_ex(("127.0.0.1", 9080))
+    if rc not in (0, errno.EINPROGRESS):
+        print("connect", rc)
+        sys.exit(1)
+    socks.append(s)
+deadline = time.monotonic() + 2
+got = 0
+while time.monotonic() < deadline:
+    r, _, _ = select.select(socks, [], [], 0.1)
+    for s in r:
+        try:
+            data = s.recv(100)
+        except OSError:
+            data = b""
+        got += len(data)
+        if not data:
+            socks.remove(s)
+print("bytes relayed", got)
+EOF
+direct=$(srun --audit "$tmp/direct.jsonl" --stats -- sh -c \
+	"python3 '$tmp/direct.py'; curl -s -4 --max-time 10 http://a.test/" 2>"$tmp/direct.err")
+check "12 connections straight to the listener: nothing relayed; the next one works" \
+	"bytes relayed 0 hello from 198.51.100.10 host=a.test" "$(echo "$direct" | oneline)"
+if [ "$mode" = divert ]; then
+	check "divert: fail mode entered (closed), then left, as audit events" \
+		"entered closed unknown_reply left closed" \
+		"$(audit "$tmp/direct.jsonl" 'select(.event == "fail_mode") |
+			[.state, .fail, .reason // empty] | join(" ")' | oneline)"
+	check "divert: one stderr line each way" "1 1" \
+		"$(grep -c 'in fail mode (closed)' "$tmp/direct.err") $(grep -c 'left fail mode' \
+			"$tmp/direct.err")"
+	check "divert: --stats prints the engine's counters, session_end records them" "yes yes" \
+		"$(grep -q 'divert_err_unknown_reply' "$tmp/direct.err" && echo yes) $(audit \
+			"$tmp/direct.jsonl" 'select(.event == "session_end") |
+			if .stats.divert_err_unknown_reply >= 10 then "yes" else "no" end')"
+fi
+
 echo "# sluice killed with SIGKILL mid-session"
 marker=sluice-killed-$$
 in_session() { # MARKER: PIDs of the session's processes, by the marker in their command line
