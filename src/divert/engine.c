@@ -2,6 +2,8 @@
 #include "divert/engine.h"
 #include "divert/nat_table.h"
 
+#include "base/hash.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -95,16 +97,6 @@ static uint64_t rng_next(struct engine *e)
 	return e->rng * 0x2545f4914f6cdd1du;
 }
 
-static uint64_t mix64(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdu;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53u;
-	h ^= h >> 33;
-	return h;
-}
-
 static int proto_index(uint8_t l4_proto)
 {
 	return l4_proto == PKT_PROTO_TCP ? P_TCP : P_UDP;
@@ -166,8 +158,8 @@ static void remap_key(const struct engine *e, struct nat_key *k, uint8_t proto,
 	w[4] = (uint64_t)client->family << 40 | (uint64_t)dst->family << 32 |
 	       (uint64_t)proto << 16 | dport;
 	for (int i = 0; i < 5; i++) {
-		h0 = mix64(h0 ^ w[i]);
-		h1 = mix64((h1 ^ w[i]) + 0x9e3779b97f4a7c15u);
+		h0 = hash_mix64(h0 ^ w[i]);
+		h1 = hash_mix64((h1 ^ w[i]) + 0x9e3779b97f4a7c15u);
 	}
 	memset(k, 0, sizeof *k);
 	k->addr.family = ADDR_V6;

@@ -2,6 +2,8 @@
  * pool of entries, and a min-heap on expiry for eviction and sweeping. */
 #include "policy/dns_map.h"
 
+#include "base/hash.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,23 +97,13 @@ void dns_map_free(struct dns_map *m)
 	free(m);
 }
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
 static uint32_t bucket_of(const struct dns_map *m, const struct addr *a)
 {
 	uint64_t lo, hi;
 	memcpy(&lo, a->bytes, 8);
 	memcpy(&hi, a->bytes + 8, 8);
-	uint64_t h = mix64(m->cfg.hash_seed ^ lo ^ a->family);
-	h = mix64(h ^ hi);
+	uint64_t h = hash_mix64(m->cfg.hash_seed ^ lo ^ a->family);
+	h = hash_mix64(h ^ hi);
 	return (uint32_t)h & m->bucket_mask;
 }
 
