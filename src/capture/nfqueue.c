@@ -68,7 +68,14 @@ struct dq_counters {
 	uint64_t verdict_sends;
 	uint64_t verdict_errors; /* sendmsg failures and NLMSG_ERROR answers */
 	uint64_t recv_errors;
-	uint64_t truncated; /* the copy range cut the packet (never rewritten) */
+	uint64_t truncated;      /* the copy range cut the packet (never rewritten) */
+	uint64_t backend_errors; /* pending only: errors to report to the engine */
+};
+
+/* A verdict of the batch: which packet, and its iovecs (to resend it alone). */
+struct dq_pending {
+	uint32_t id;
+	unsigned iov_first, iov_count;
 };
 
 /* Fail-mode transitions seen on the packet thread, waiting to be reported on the loop's. */
@@ -109,11 +116,13 @@ struct dq_capture {
 	char *rx; /* NFQ_BATCH slots of NFQ_RX_SIZE */
 	char hdr[NFQ_BATCH][NFQ_VERDICT_HDR];
 	struct iovec iov[3 * NFQ_BATCH];
+	struct dq_pending sent[NFQ_BATCH];
 	unsigned verdicts;   /* in the batch */
 	unsigned iovs;
 	size_t batch_bytes;
 	size_t batch_limit;  /* below the socket's send buffer */
-	struct dq_counters n;
+	struct dq_counters n;       /* under the lock */
+	struct dq_counters pending; /* the packet thread's own, merged into n under the lock */
 
 	void (*on_fail_mode)(void *ctx, bool entered, const char *reason);
 	void *ctx;
@@ -196,7 +205,10 @@ static int dq_open_queue(struct dq_capture *c)
 	/* A full socket buffer drops packets (counted by the kernel) rather than reporting
 	 * ENOBUFS, which would tell us nothing we could act on. */
 	int fd = mnl_socket_get_fd(c->nl);
-	setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
+	if (setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) < 0)
+		log_debug("divert: NETLINK_NO_ENOBUFS: %s", strerror(errno));
+	/* An error answer to a verdict then carries its header only, not our 64 KB packet. */
+	setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	/* A netlink message longer than the send buffer fails whole (EMSGSIZE), and with it every
@@ -213,25 +225,52 @@ static int dq_open_queue(struct dq_capture *c)
 	return 0;
 }
 
-/* Sends the batched verdicts, if any, in one sendmsg. */
-static void dq_flush(struct dq_capture *c)
+/* Sends iov[first .. first+n) in one sendmsg. Returns 0 or -errno. */
+static int dq_send(struct dq_capture *c, struct iovec *iov, size_t n)
 {
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	struct msghdr msg = {
 		.msg_name = &kernel,
 		.msg_namelen = sizeof kernel,
-		.msg_iov = c->iov,
-		.msg_iovlen = c->iovs,
+		.msg_iov = iov,
+		.msg_iovlen = n,
 	};
 
+	for (int tries = 0; tries < 3; tries++) {
+		if (sendmsg(mnl_socket_get_fd(c->nl), &msg, 0) >= 0)
+			return 0;
+		if (errno != EINTR && errno != ENOBUFS && errno != ENOMEM && errno != EAGAIN)
+			break;
+	}
+	return -errno;
+}
+
+/* Sends the batched verdicts, if any, in one sendmsg. Should that fail (it takes a buffer as
+ * large as the batch), each verdict is sent alone, and a rewrite that still fails is replaced by
+ * the fail verdict without its packet: a packet never stays in the kernel's queue without a
+ * verdict. Called without the lock; errors are counted in `pending`, merged under the lock by
+ * the caller. */
+static void dq_flush(struct dq_capture *c)
+{
 	if (c->verdicts == 0)
 		return;
-	c->n.verdict_sends++;
-	if (sendmsg(mnl_socket_get_fd(c->nl), &msg, 0) < 0) {
-		log_debug("divert: sending %zu bytes of verdicts: %s", c->batch_bytes,
-			  strerror(errno));
-		c->n.verdict_errors++;
-		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+	c->pending.verdict_sends++;
+	if (dq_send(c, c->iov, c->iovs) < 0) {
+		c->pending.verdict_errors++;
+		for (unsigned v = 0; v < c->verdicts; v++) {
+			const struct dq_pending *pv = &c->sent[v];
+
+			if (dq_send(c, c->iov + pv->iov_first, pv->iov_count) == 0)
+				continue;
+			c->pending.verdict_errors++;
+			struct nlmsghdr *nlh = nfq_nlmsg_put(c->hdr[v], NFQNL_MSG_VERDICT,
+							     NFQ_QUEUE_NUM);
+			nfq_nlmsg_verdict_put(nlh, (int)pv->id, c->fail_open ? NF_ACCEPT : NF_DROP);
+			struct iovec alone = { .iov_base = nlh, .iov_len = nlh->nlmsg_len };
+			if (dq_send(c, &alone, 1) < 0)
+				log_debug("divert: no verdict for packet %u: %s", (unsigned)pv->id,
+					  strerror(errno));
+		}
 	}
 	c->verdicts = 0;
 	c->iovs = 0;
@@ -260,6 +299,9 @@ static void dq_verdict(struct dq_capture *c, uint32_t id, enum engine_verdict v,
 		head += MNL_ATTR_HDRLEN;
 		nlh->nlmsg_len = (uint32_t)(head + data);
 	}
+	struct dq_pending *pv = &c->sent[c->verdicts];
+	pv->id = id;
+	pv->iov_first = c->iovs;
 	c->iov[c->iovs++] = (struct iovec){ .iov_base = nlh, .iov_len = head };
 	if (v == ENGINE_REWRITE) {
 		c->iov[c->iovs++] = (struct iovec){ .iov_base = (void *)payload, .iov_len = len };
@@ -267,38 +309,44 @@ static void dq_verdict(struct dq_capture *c, uint32_t id, enum engine_verdict v,
 			c->iov[c->iovs++] =
 				(struct iovec){ .iov_base = (void *)pad, .iov_len = data - len };
 	}
+	pv->iov_count = c->iovs - pv->iov_first;
 	c->verdicts++;
 	c->batch_bytes += nlh->nlmsg_len;
 }
 
-/* One NFQNL_MSG_PACKET: the engine decides, the verdict is batched. */
+/* One NFQNL_MSG_PACKET: the engine decides (under the lock), the verdict is batched. */
 static void dq_packet(struct dq_capture *c, const struct nlmsghdr *nlh, uint64_t now)
 {
 	struct nlattr *attr[NFQA_MAX + 1] = { NULL };
 	struct nfqnl_msg_packet_hdr *ph;
-	uint8_t *payload;
-	size_t len;
+	enum engine_verdict v;
+	uint8_t *payload = NULL;
+	size_t len = 0;
 
-	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) {
-		c->n.recv_errors++;
-		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+	int parsed = nfq_nlmsg_parse(nlh, attr);
+	if (!attr[NFQA_PACKET_HDR] ||
+	    mnl_attr_get_payload_len(attr[NFQA_PACKET_HDR]) < sizeof *ph) {
+		c->pending.recv_errors++; /* no id: nothing to give a verdict to */
+		c->pending.backend_errors++;
 		return;
 	}
 	ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
 	uint32_t id = ntohl(ph->packet_id);
-	c->n.received++;
-	if (!attr[NFQA_PAYLOAD]) {
+	c->pending.received++;
+	if (parsed < 0 || !attr[NFQA_PAYLOAD]) {
 		dq_verdict(c, id, c->fail_open ? ENGINE_PASS : ENGINE_DROP, NULL, 0);
-		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+		c->pending.backend_errors++;
 		return;
 	}
 	payload = mnl_attr_get_payload(attr[NFQA_PAYLOAD]);
 	len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
 	if (attr[NFQA_CAP_LEN] && ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN])) > len)
-		c->n.truncated++; /* pkt_parse sees a cut datagram: never rewritten */
+		c->pending.truncated++; /* pkt_parse sees a cut datagram: never rewritten */
 
 	struct engine_packet p = { .buf = payload, .len = len };
-	enum engine_verdict v = engine_process(c->engine, &p, now);
+	pthread_mutex_lock(&c->lock);
+	v = engine_process(c->engine, &p, now);
+	pthread_mutex_unlock(&c->lock);
 	dq_verdict(c, id, v, payload, len);
 }
 
@@ -308,27 +356,49 @@ static void dq_error_message(struct dq_capture *c, const struct nlmsghdr *nlh)
 
 	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof *e) || e->error == 0)
 		return; /* an acknowledgement */
-	c->n.verdict_errors++;
-	engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+	c->pending.verdict_errors++;
+	c->pending.backend_errors++;
 }
 
-/* Receives up to NFQ_BATCH messages, decides them and sends the verdicts, all under the lock
- * (the loop's thread only takes it for a lookup per new connection or datagram). */
+/* Adds what the packet thread counted without the lock to the shared counters, and reports its
+ * errors to the engine. Called with the lock held. */
+static void merge_pending(struct dq_capture *c)
+{
+	struct dq_counters *n = &c->n, *p = &c->pending;
+
+	n->received += p->received;
+	n->verdict_sends += p->verdict_sends;
+	n->verdict_errors += p->verdict_errors;
+	n->recv_errors += p->recv_errors;
+	n->truncated += p->truncated;
+	for (uint64_t i = 0; i < p->backend_errors + p->verdict_errors; i++)
+		engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+	memset(p, 0, sizeof *p);
+}
+
+/* Receives up to NFQ_BATCH messages, each into its own slot, has the engine decide them, and
+ * sends the verdicts. The lock is held only around the engine's decisions and the counters, not
+ * over the sends (which run the kernel's reinjection), so the loop's lookups never wait long. */
 static void serve_queue(struct dq_capture *c)
 {
 	uint64_t now = monotonic_ms();
 
-	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < NFQ_BATCH; i++) {
 		char *slot = c->rx + (size_t)i * NFQ_RX_SIZE;
-		ssize_t n = recv(mnl_socket_get_fd(c->nl), slot, NFQ_RX_SIZE, MSG_DONTWAIT);
+		ssize_t n = recv(mnl_socket_get_fd(c->nl), slot, NFQ_RX_SIZE,
+				 MSG_DONTWAIT | MSG_TRUNC);
 
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-				c->n.recv_errors++;
-				engine_note_error(c->engine, ENGINE_ERR_BACKEND);
+				c->pending.recv_errors++;
+				c->pending.backend_errors++;
 			}
 			break;
+		}
+		if (n > NFQ_RX_SIZE) { /* cannot happen with the 65531-byte copy range */
+			c->pending.recv_errors++;
+			c->pending.backend_errors++;
+			continue;
 		}
 		const struct nlmsghdr *nlh = (const struct nlmsghdr *)slot;
 		int left = (int)n;
@@ -336,11 +406,14 @@ static void serve_queue(struct dq_capture *c)
 		for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
 			if (nlh->nlmsg_type == NLMSG_ERROR)
 				dq_error_message(c, nlh);
-			else if ((nlh->nlmsg_type & 0xff) == NFQNL_MSG_PACKET)
+			else if (NFNL_SUBSYS_ID(nlh->nlmsg_type) == NFNL_SUBSYS_QUEUE &&
+				 NFNL_MSG_TYPE(nlh->nlmsg_type) == NFQNL_MSG_PACKET)
 				dq_packet(c, nlh, now);
 		}
 	}
 	dq_flush(c);
+	pthread_mutex_lock(&c->lock);
+	merge_pending(c);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -358,8 +431,11 @@ static void *packet_thread(void *arg)
 		uint64_t now = monotonic_ms();
 		int wait = next_tick > now ? (int)(next_tick - now) : 0;
 
-		if (poll(fds, 2, wait) < 0 && errno != EINTR)
-			break;
+		if (poll(fds, 2, wait) < 0) {
+			if (errno == EINTR)
+				continue;
+			fatal_errno(errno, "divert: waiting for packets");
+		}
 		if (fds[1].revents)
 			break;
 		if (fds[0].revents)
@@ -438,6 +514,16 @@ static int generate_ruleset(const struct dq_capture *c, enum queue_method method
 			snprintf(action, sizeof action, "queue num %d%s", NFQ_QUEUE_NUM,
 				 c->fail_open ? " bypass" : "");
 		ruleset_add(&t, "\tchain %s {\n\t\t%s\n", chain_names[chain], heads[chain]);
+		/* A session process may not talk to a listener itself: only packets the engine
+		 * rewrote (reinjected after the queue, past this raw-priority chain) reach them. */
+		for (int f = 0; chain == 0 && f < families; f++) {
+			ruleset_add(&t, "\t\t%s daddr %s tcp dport { %u, %u } drop\n", ip[f],
+				    lo_addr[f], (unsigned)l[CAPTURE_TCP][f].port,
+				    (unsigned)l[CAPTURE_DNS_TCP][f].port);
+			ruleset_add(&t, "\t\t%s daddr %s udp dport { %u, %u } drop\n", ip[f],
+				    lo_addr[f], (unsigned)l[CAPTURE_DNS_UDP][f].port,
+				    (unsigned)l[CAPTURE_UDP][f].port);
+		}
 		for (int f = 0; f < families; f++) {
 			ruleset_add(&t, "\t\t%s saddr %s tcp sport { %u, %u } %s\n", ip[f],
 				    lo_addr[f], (unsigned)l[CAPTURE_TCP][f].port,
@@ -549,8 +635,8 @@ static int load_rules(const struct dq_capture *c)
 /* ---- the engine ---- */
 
 /* Called by the engine, with the lock held, on whichever thread made the transition. When
- * more transitions wait than fit, the oldest are kept: the audit trail then lacks the latest
- * flaps, and the counters still have them. */
+ * more transitions wait than fit, the last slot takes the newest, so that the audit trail ends
+ * in the engine's real state (flaps in between are lost there; the counters keep them). */
 static void on_engine_fail_mode(void *ctx, bool entered, const char *reason)
 {
 	struct dq_capture *c = ctx;
@@ -558,6 +644,8 @@ static void on_engine_fail_mode(void *ctx, bool entered, const char *reason)
 
 	if (c->n_events < NFQ_EVENTS)
 		c->events[c->n_events++] = (struct dq_event){ entered, reason };
+	else
+		c->events[NFQ_EVENTS - 1] = (struct dq_event){ entered, reason };
 	if (c->notify_fd >= 0 && write(c->notify_fd, &one, sizeof one) < 0)
 		return; /* the counter is saturated: a notification is pending anyway */
 }
