@@ -931,6 +931,8 @@ static size_t dq_stats(struct capture *cap, struct capture_stat *out, size_t max
 		{ "divert_flows_ended", s.flows_ended },
 		{ "divert_flows_expired", s.flows_expired },
 		{ "divert_flows_evicted", s.flows_evicted },
+		{ "divert_flows_reused", s.flows_reused },
+		{ "divert_linger_overflow", s.linger_overflow },
 		{ "divert_err_malformed", s.errors[ENGINE_ERR_MALFORMED] },
 		{ "divert_err_table_full", s.errors[ENGINE_ERR_TABLE_FULL] },
 		{ "divert_err_no_port", s.errors[ENGINE_ERR_NO_PORT] },

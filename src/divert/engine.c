@@ -1,4 +1,4 @@
-/* engine.c — the divert engine: sorts captured packets and NATs session flows to the listeners. */
+/* engine.c — the divert engine: sorts captured packets, NATs session flows to the listeners. */
 #include "divert/engine.h"
 #include "divert/nat_table.h"
 
@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A TCP flow's state bits in nat_entry.flags. A flow ends (and is removed at once) on a RST or
- * on the first packet without FIN after both of these are set. */
+/* A TCP flow's state bits in nat_entry.flags (engine.h, "Flows"). */
 enum {
-	FLOW_FIN_CLIENT = 0x01,
-	FLOW_FIN_LISTENER = 0x02,
+	FLOW_FIN_CLIENT = 0x01,   /* a FIN passed from the client */
+	FLOW_FIN_LISTENER = 0x02, /* a FIN passed from the listener */
+	FLOW_ESTABLISHED = 0x04,  /* the client's ACK or the listener's SYN|ACK passed */
+	FLOW_CLOSED = 0x08,       /* RST, or FINs both ways: lingering, then removed */
 };
 #define FLOW_FINS (FLOW_FIN_CLIENT | FLOW_FIN_LISTENER)
 
@@ -27,8 +28,21 @@ enum { P_TCP = 0, P_UDP = 1, P_COUNT = 2 };
 /* The session PID set: open addressing over a power of two of slots holding the pid itself (0 is
  * never a member, so it marks an empty slot); load <= 0.5. */
 #define PID_SLOTS (2u * ENGINE_MAX_SESSION_PIDS)
+/* TCP flags of a client's opening SYN, as opposed to a SYN|ACK. */
+#define SYN_ONLY(flags) (((flags) & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN)
 _Static_assert((PID_SLOTS & (PID_SLOTS - 1)) == 0, "PID_SLOTS must be a power of two");
 _Static_assert(ENGINE_MAX_CLIENT_ADDRS <= UINT8_MAX, "client slots are uint8_t, 0 = none");
+
+/* A closed TCP flow waiting out its linger: its key and what identifies the flow there, so
+ * that engine_tick removes it only if that key still holds it (it may have been evicted,
+ * replaced or removed by pid in the meantime). */
+struct linger {
+	struct nat_key key;
+	struct addr orig_dst;
+	uint16_t orig_port, client_port;
+	uint8_t client_slot;
+	uint64_t closed_ms;
+};
 
 struct engine {
 	struct engine_config cfg; /* defaults applied */
@@ -44,6 +58,11 @@ struct engine {
 	/* Every configured listener port: never used as a mapped port. */
 	uint16_t listener_ports[ENGINE_KINDS * ENGINE_FAMILIES];
 	unsigned n_listener_ports;
+
+	/* The lingering TCP flows in the order they closed: a ring of ENGINE_LINGER_MAX items,
+	 * linger_len of them from linger_head on. */
+	struct linger *linger;
+	uint32_t linger_head, linger_len;
 
 	uint32_t *pids; /* PID_SLOTS */
 	uint32_t n_pids;
@@ -353,20 +372,28 @@ static bool flow_is(const struct engine *e, const struct nat_entry *x, const str
 	return client && addr_equal(client, &pkt->src);
 }
 
-/* Whether key (proto, K, m) can take a new flow: free, or holding an expired one. */
+/* Whether entry x has been idle past its protocol's time (nat_lookup would remove it). */
+static bool flow_expired(const struct engine *e, int pi, const struct nat_entry *x)
+{
+	return x->last_used_ms < e->now_ms && e->now_ms - x->last_used_ms > e->idle_ms[pi];
+}
+
+/* Whether key (proto, K, m) can take a new flow: free, or holding an expired one. A closed flow
+ * still lingering holds its key: the listener's socket of it may be in TIME_WAIT. */
 static bool mapped_port_free(const struct engine *e, int pi, const struct nat_key *k)
 {
 	const struct nat_entry *x = nat_peek(e->flows[pi], k);
-	return !x || (x->last_used_ms < e->now_ms && e->now_ms - x->last_used_ms > e->idle_ms[pi]);
+	return !x || flow_expired(e, pi, x);
 }
 
-/* A free mapped port for key address k->addr, or 0. k->port is overwritten. */
-static uint16_t pick_port(struct engine *e, int pi, struct nat_key *k)
+/* A free mapped port other than `avoid` for key address k->addr, or 0. k->port is
+ * overwritten. */
+static uint16_t pick_port(struct engine *e, int pi, struct nat_key *k, uint16_t avoid)
 {
 	for (int i = 0; i < PORT_PROBES; i++) {
 		uint64_t r = rng_next(e) >> 32;
 		uint16_t m = (uint16_t)(PORT_FIRST + ((r * (65536u - PORT_FIRST)) >> 32));
-		if (is_listener_port(e, m))
+		if (m == avoid || is_listener_port(e, m))
 			continue;
 		k->port = m;
 		if (mapped_port_free(e, pi, k))
@@ -375,31 +402,107 @@ static uint16_t pick_port(struct engine *e, int pi, struct nat_key *k)
 	return 0;
 }
 
-/* Refreshes (touch) or removes the remap entry of a flow with m != c. */
+/* The flow of session packet pkt at key k, refreshed; NULL when k holds no live flow or another
+ * one, which is left untouched (its idle time and LRU place are its own packets' business).
+ * *held says whether k holds a live flow at all, whoever's. */
+static struct nat_entry *flow_at(struct engine *e, int pi, const struct nat_key *k,
+				 const struct pkt *pkt, bool *held)
+{
+	const struct nat_entry *x = nat_peek(e->flows[pi], k);
+	*held = x && !flow_expired(e, pi, x);
+	if (!*held || !flow_is(e, x, pkt))
+		return NULL;
+	return nat_lookup(e->flows[pi], k, e->now_ms);
+}
+
+/* Refreshes the remap entry of a flow with m != c. */
 static void remap_touch(struct engine *e, int pi, uint8_t proto, const struct addr *client,
-			const struct addr *dst, uint16_t dport, uint16_t cport, bool remove)
+			const struct addr *dst, uint16_t dport, uint16_t cport)
 {
 	struct nat_key rk;
 	remap_key(e, &rk, proto, client, dst, dport, cport);
-	if (remove)
-		nat_remove(e->remaps[pi], &rk);
-	else
-		nat_lookup(e->remaps[pi], &rk, e->now_ms);
+	nat_lookup(e->remaps[pi], &rk, e->now_ms);
 }
 
-/* What a packet of a flow does to its TCP state: true when the flow ends with this packet. */
-static bool tcp_advance(struct nat_entry *x, uint8_t tcp_flags, uint8_t my_fin)
+/* Removes flow x at key k, and its remap entry when m != c and that entry still names k. */
+static void flow_remove(struct engine *e, int pi, const struct nat_key *k,
+			const struct nat_entry *x)
 {
-	if (tcp_flags & PKT_TCP_RST)
-		return true;
-	if ((tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN) {
-		x->flags = 0; /* a new connection on the same four-tuple */
-		return false;
+	if (x->client_port != k->port) {
+		const struct addr *client = flow_client(e, x, &k->addr);
+		if (client) {
+			struct nat_key rk;
+			const struct nat_entry *r;
+			remap_key(e, &rk, k->protocol, client, &x->orig_dst, x->orig_port,
+				  x->client_port);
+			r = nat_peek(e->remaps[pi], &rk);
+			if (r && r->orig_port == k->port)
+				nat_remove(e->remaps[pi], &rk);
+		}
 	}
-	if ((x->flags & FLOW_FINS) == FLOW_FINS && !(tcp_flags & PKT_TCP_FIN))
+	nat_remove(e->flows[pi], k);
+}
+
+/* Pops the oldest lingering item and removes its flow if key still holds that closed flow.
+ * Returns 1 when a flow was removed, else 0. A later incarnation of the very same flow (same
+ * key and tuple, closed again) would be taken for it; that needs the client to reuse the tuple
+ * twice within the linger and a random mapped port to come back, and only shortens its linger. */
+static size_t linger_pop(struct engine *e)
+{
+	const struct linger *l = &e->linger[e->linger_head];
+	const struct nat_entry *x = nat_peek(e->flows[P_TCP], &l->key);
+	size_t removed = 0;
+
+	if (x && (x->flags & FLOW_CLOSED) && x->client_port == l->client_port &&
+	    x->orig_port == l->orig_port && x->client_slot == l->client_slot &&
+	    addr_equal(&x->orig_dst, &l->orig_dst)) {
+		flow_remove(e, P_TCP, &l->key, x);
+		removed = 1;
+	}
+	e->linger_head = (e->linger_head + 1) % ENGINE_LINGER_MAX;
+	e->linger_len--;
+	return removed;
+}
+
+/* Queues flow x at key k, just closed, for removal after its linger. With the queue full, the
+ * oldest lingering flow is removed at once (which may be x itself, see linger_pop: x is not
+ * used after this). */
+static void linger_push(struct engine *e, const struct nat_key *k, const struct nat_entry *x)
+{
+	struct linger l = {
+		.key = *k,
+		.orig_dst = x->orig_dst,
+		.orig_port = x->orig_port,
+		.client_port = x->client_port,
+		.client_slot = x->client_slot,
+		.closed_ms = e->now_ms,
+	};
+	if (e->linger_len == ENGINE_LINGER_MAX)
+		e->stats.linger_overflow += linger_pop(e);
+	e->linger[(e->linger_head + e->linger_len) % ENGINE_LINGER_MAX] = l;
+	e->linger_len++;
+}
+
+/* What a packet of TCP flow x does to its state; true when the flow closes with this packet
+ * (once: a closed flow stays closed). */
+static bool tcp_advance(struct nat_entry *x, uint8_t tcp_flags, bool from_listener)
+{
+	if (x->flags & FLOW_CLOSED)
+		return false;
+	if (tcp_flags & PKT_TCP_RST) {
+		x->flags |= FLOW_CLOSED;
 		return true;
-	if (tcp_flags & PKT_TCP_FIN)
-		x->flags |= my_fin;
+	}
+	if (from_listener ? (tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == (PKT_TCP_SYN | PKT_TCP_ACK)
+			  : (tcp_flags & PKT_TCP_ACK) != 0)
+		x->flags |= FLOW_ESTABLISHED;
+	if (tcp_flags & PKT_TCP_FIN) {
+		x->flags |= from_listener ? FLOW_FIN_LISTENER : FLOW_FIN_CLIENT;
+		if ((x->flags & FLOW_FINS) == FLOW_FINS) {
+			x->flags |= FLOW_CLOSED;
+			return true;
+		}
+	}
 	return false;
 }
 
@@ -412,39 +515,49 @@ static enum engine_verdict divert(struct engine *e, uint8_t *buf, struct pkt *pk
 	const struct addr *listen = &e->cfg.listen[f];
 	const struct addr *src = e->cfg.rewrite_source ? listen : &pkt->src;
 	const uint16_t c = pkt->sport;
+	const bool syn_only = pi == P_TCP && SYN_ONLY(pkt->tcp_flags);
 	struct nat_key key, rkey;
 	struct nat_entry *x, *r;
 	uint8_t slot = 0;
-	bool busy, end = false;
+	bool busy, held, end = false;
 	int rc;
 
 	key_set(&key, proto, src, c);
-	x = nat_lookup(e->flows[pi], &key, e->now_ms);
-	if (x && flow_is(e, x, pkt))
-		goto found;
-	busy = x != NULL;
-
-	remap_key(e, &rkey, proto, &pkt->src, &pkt->dst, pkt->dport, c);
-	r = nat_lookup(e->remaps[pi], &rkey, e->now_ms);
-	if (r) {
-		key.port = r->orig_port;
-		x = nat_lookup(e->flows[pi], &key, e->now_ms);
-		if (x && flow_is(e, x, pkt))
-			goto found;
-		key.port = c;
-		/* Its flow was evicted or replaced: drop it rather than keep it fresh. */
-		nat_remove(e->remaps[pi], &rkey);
+	x = flow_at(e, pi, &key, pkt, &busy);
+	if (!x) {
+		remap_key(e, &rkey, proto, &pkt->src, &pkt->dst, pkt->dport, c);
+		r = nat_lookup(e->remaps[pi], &rkey, e->now_ms);
+		if (r) {
+			key.port = r->orig_port;
+			x = flow_at(e, pi, &key, pkt, &held);
+			if (!x) {
+				key.port = c;
+				/* Its flow was evicted or replaced: drop it rather than keep it. */
+				nat_remove(e->remaps[pi], &rkey);
+			}
+		}
 	}
-
-	if (pi == P_TCP && (pkt->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) != PKT_TCP_SYN)
+	/* A SYN on the tuple of a flow in its handshake is a retransmit; on an established or
+	 * closed one, a new connection reusing the tuple: it gets a new flow and a fresh mapped
+	 * port, never c nor the old one, whose listener socket may be in TIME_WAIT. */
+	if (x && !(syn_only && (x->flags & (FLOW_ESTABLISHED | FLOW_CLOSED))))
+		goto found;
+	if (pi == P_TCP && !syn_only)
 		return fail(e, ENGINE_ERR_STRAY);
 	if (e->cfg.rewrite_source) {
 		slot = client_slot(e, &pkt->src);
 		if (slot == 0)
 			return fail(e, ENGINE_ERR_TABLE_FULL);
 	}
-	if (busy || c == 0 || is_listener_port(e, c)) {
-		if (pick_port(e, pi, &key) == 0)
+	remap_key(e, &rkey, proto, &pkt->src, &pkt->dst, pkt->dport, c);
+	if (x) {
+		struct nat_key old = key;
+		if (pick_port(e, pi, &key, c) == 0)
+			return fail(e, ENGINE_ERR_NO_PORT);
+		flow_remove(e, pi, &old, x);
+		e->stats.flows_reused++;
+	} else if (busy || c == 0 || is_listener_port(e, c)) {
+		if (pick_port(e, pi, &key, 0) == 0)
 			return fail(e, ENGINE_ERR_NO_PORT);
 	}
 	rc = nat_insert(e->flows[pi], &key, &pkt->dst, pkt->dport, pid, e->now_ms, NULL);
@@ -471,19 +584,15 @@ static enum engine_verdict divert(struct engine *e, uint8_t *buf, struct pkt *pk
 
 found:
 	if (pi == P_TCP)
-		end = tcp_advance(x, pkt->tcp_flags, FLOW_FIN_CLIENT);
+		end = tcp_advance(x, pkt->tcp_flags, false);
 	{
-		const struct addr client = pkt->src, dst = pkt->dst;
-		const uint16_t dport = pkt->dport, m = key.port;
-		const uint16_t lport = e->cfg.port[kind_of(pi, dport)][f];
-		if (pkt_rewrite(buf, pkt, src, m, listen, lport) != 0)
+		const uint16_t lport = e->cfg.port[kind_of(pi, pkt->dport)][f];
+		if (pkt_rewrite(buf, pkt, src, key.port, listen, lport) != 0)
 			return fail(e, ENGINE_ERR_MALFORMED); /* cannot happen: a PKT_OK view */
-		if (end) {
-			nat_remove(e->flows[pi], &key);
-			if (m != c)
-				remap_touch(e, pi, proto, &client, &dst, dport, c, true);
-			e->stats.flows_ended++;
-		}
+	}
+	if (end) {
+		linger_push(e, &key, x);
+		e->stats.flows_ended++;
 	}
 	e->stats.diverted++;
 	note_success(e);
@@ -514,15 +623,15 @@ static enum engine_verdict reply(struct engine *e, uint8_t *buf, struct pkt *pkt
 	dport = x->orig_port;
 	c = x->client_port;
 	if (pi == P_TCP)
-		end = tcp_advance(x, pkt->tcp_flags, FLOW_FIN_LISTENER);
+		end = tcp_advance(x, pkt->tcp_flags, true);
 	if (pkt_rewrite(buf, pkt, &dst, dport, &client, c) != 0)
 		return fail(e, ENGINE_ERR_MALFORMED); /* cannot happen: a PKT_OK view */
+	if (key.port != c)
+		remap_touch(e, pi, proto, &client, &dst, dport, c);
 	if (end) {
-		nat_remove(e->flows[pi], &key);
+		linger_push(e, &key, x);
 		e->stats.flows_ended++;
 	}
-	if (key.port != c)
-		remap_touch(e, pi, proto, &client, &dst, dport, c, end);
 	e->stats.replies++;
 	note_success(e);
 	return ENGINE_REWRITE;
@@ -573,7 +682,7 @@ int engine_lookup(struct engine *e, int proto, const struct addr *peer, uint16_t
 		  uint64_t now_ms, struct engine_flow *out)
 {
 	struct nat_key key;
-	struct nat_entry *x;
+	const struct nat_entry *peek, *x;
 	const struct addr *client;
 	int pi;
 
@@ -584,9 +693,12 @@ int engine_lookup(struct engine *e, int proto, const struct addr *peer, uint16_t
 	advance_clock(e, now_ms);
 	key_set(&key, (uint8_t)proto, peer, port);
 	addr_from_bytes(&key.addr, (enum addr_family)peer->family, peer->bytes);
+	peek = nat_peek(e->flows[pi], &key);
+	if (!peek || (peek->flags & FLOW_CLOSED) || flow_expired(e, pi, peek))
+		return -ENOENT;
 	x = nat_lookup(e->flows[pi], &key, e->now_ms);
 	if (!x)
-		return -ENOENT;
+		return -ENOENT; /* cannot happen: just peeked, live */
 	client = flow_client(e, x, &key.addr);
 	if (!client)
 		return -ENOENT;
@@ -599,7 +711,7 @@ int engine_lookup(struct engine *e, int proto, const struct addr *peer, uint16_t
 	out->pid = x->pid;
 	if (port != out->client_port)
 		remap_touch(e, pi, (uint8_t)proto, &out->client, &out->orig_dst, out->orig_port,
-			    out->client_port, false);
+			    out->client_port);
 	return 0;
 }
 
@@ -614,16 +726,19 @@ void engine_note_error(struct engine *e, enum engine_error what)
 
 size_t engine_tick(struct engine *e, uint64_t now_ms)
 {
-	size_t removed = 0;
+	size_t ended = 0, expired = 0;
 	if (!e)
 		return 0;
 	advance_clock(e, now_ms);
+	while (e->linger_len > 0 &&
+	       e->now_ms - e->linger[e->linger_head].closed_ms > ENGINE_TCP_LINGER_MS)
+		ended += linger_pop(e);
 	for (int pi = 0; pi < P_COUNT; pi++) {
-		removed += nat_sweep(e->flows[pi], e->now_ms);
+		expired += nat_sweep(e->flows[pi], e->now_ms);
 		nat_sweep(e->remaps[pi], e->now_ms);
 	}
-	e->stats.flows_expired += removed;
-	return removed;
+	e->stats.flows_expired += expired;
+	return ended + expired;
 }
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out)
@@ -749,7 +864,8 @@ int engine_new(struct engine **out, const struct engine_config *cfg)
 
 	rc = -ENOMEM;
 	e->pids = calloc(PID_SLOTS, sizeof *e->pids);
-	if (!e->pids)
+	e->linger = calloc(ENGINE_LINGER_MAX, sizeof *e->linger);
+	if (!e->pids || !e->linger)
 		goto fail;
 	*out = e;
 	return 0;
@@ -767,5 +883,6 @@ void engine_free(struct engine *e)
 		nat_free(e->remaps[pi]);
 	}
 	free(e->pids);
+	free(e->linger);
 	free(e);
 }

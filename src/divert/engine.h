@@ -13,11 +13,11 @@
  *
  * where L is the listeners' loopback address of the family (cfg.listen), P the listener port
  * for the packet's kind (TCP, TCP/53, UDP/53, other UDP), and m the flow's *mapped port*: c
- * itself, unless another live flow already holds (C, c) — the kernel may reuse one source port
- * for connections to different destinations, and an unconnected UDP socket talks to many — in
- * which case the engine picks a free port m and rewrites the source port too (also when c is 0
- * or one of the listener ports: m never is). The proxy sees the peer C:m on its listener and
- * asks engine_lookup() where it was going.
+ * itself, unless another flow already holds (C, c) — a live one or a closed one lingering (see
+ * Flows) — the kernel may reuse one source port for connections to different destinations, and
+ * an unconnected UDP socket talks to many — in which case the engine picks a free port m and
+ * rewrites the source port too (also when c is 0 or one of the listener ports: m never is). The
+ * proxy sees the peer C:m on its listener and asks engine_lookup() where it was going.
  *
  * With cfg.rewrite_source (Windows: WinDivert only loops a packet back when both of its
  * addresses are loopback ones) the source address becomes L as well — C:c -> D:d becomes
@@ -31,10 +31,19 @@
  * table is keyed by (TCP, C, m) and records D:d, the pid and c; so is the UDP table. Flows whose
  * mapped port differs from the client port are also found from the client side through a
  * second key (a keyed digest of C, D and d with port c), always verified against the flow.
- * A TCP flow ends, and is removed at once, when a RST passes (either way), or at the first packet
- * without FIN after FINs went both ways (the last ACK, rewritten before the flow goes); every
- * flow ends after cfg idle time without packets. A SYN (without ACK) on a live flow's four-tuple
- * starts its FIN state over and keeps its mapping (a new connection reusing the tuple).
+ * Every flow is removed after cfg idle time without packets. A TCP flow is *established* once
+ * an ACK from the client or the listener's SYN|ACK passed, and *closed* (it ends: counted once
+ * in flows_ended) when a RST passes either way or when FINs have gone both ways (at the second
+ * FIN). A closed flow *lingers*: for ENGINE_TCP_LINGER_MS its packets are still rewritten both
+ * ways, so that the last ACKs, retransmitted FINs and RSTs of the connection (a simultaneous
+ * close, a reordered ACK) reach the peer, and its mapped port stays taken, because the
+ * listener's socket of it may sit in TIME_WAIT (60 s on Linux); engine_lookup() no longer
+ * reports it. engine_tick() then removes it. At most ENGINE_LINGER_MAX flows linger: when one
+ * more closes, the one that closed first is removed at once (counted in linger_overflow).
+ * A SYN (without ACK) on a flow's four-tuple is a retransmit while the flow is neither
+ * established nor closed, and keeps the mapping; otherwise it is a new connection reusing the
+ * tuple: the old flow is removed (flows_reused) and the new one gets a fresh mapped port, never
+ * c nor the old flow's, whose listener sockets may be in TIME_WAIT.
  *
  * Which packets are whose, in this order:
  *   - a *listener reply*: source address == cfg.listen[family] and source port is one of that
@@ -112,6 +121,10 @@ enum engine_family {
 #define ENGINE_DEFAULT_TCP_IDLE_MS (2 * 3600 * 1000ull + 4 * 60 * 1000ull) /* RFC 5382: 2h4m */
 #define ENGINE_DEFAULT_UDP_IDLE_MS (120 * 1000ull)                         /* RFC 4787: 2 min */
 #define ENGINE_DEFAULT_MIN_EVICT_IDLE_MS (30 * 1000ull)
+/* A closed TCP flow lingers this long (Linux's TIME_WAIT is 60 s, plus margin; see Flows). */
+#define ENGINE_TCP_LINGER_MS (65 * 1000ull)
+/* At most this many closed TCP flows linger at once (the queue is allocated by engine_new). */
+#define ENGINE_LINGER_MAX 16384
 #define ENGINE_MAX_SESSION_PIDS 65536
 #define ENGINE_MAX_CLIENT_ADDRS 255
 
@@ -172,14 +185,17 @@ struct engine_stats {
 	uint64_t fragments;          /* dropped: fragments of session packets */
 	uint64_t flows_created;      /* TCP and UDP */
 	uint64_t flows_remapped;     /* of which the mapped port differs from the client's */
-	uint64_t flows_ended;        /* TCP flows ended by RST or FIN both ways */
+	uint64_t flows_ended;        /* TCP flows closed by a RST or FINs both ways (once each) */
 	uint64_t flows_expired;      /* removed by engine_tick after their idle time */
 	uint64_t flows_evicted;      /* replaced by a new flow in a full table */
+	uint64_t flows_reused;       /* TCP flows replaced by a new connection on their tuple */
+	uint64_t linger_overflow;    /* closed flows removed before their linger: queue full */
 	uint64_t errors[ENGINE_ERRORS];
 	uint64_t malformed[PKT_RESULT_COUNT]; /* by pkt_parse result (index -rc), malformed only */
 	uint64_t fail_mode_entered;  /* times fail mode was entered */
 	bool in_fail_mode;
-	uint32_t tcp_flows, udp_flows; /* live entries now (expired ones not yet swept included) */
+	/* Entries now: live, lingering and expired-but-not-yet-swept ones. */
+	uint32_t tcp_flows, udp_flows;
 };
 
 /* What the engine knows about a flow, for the proxy. */
@@ -195,11 +211,11 @@ struct engine_flow {
 struct engine;
 
 /* Creates an engine; all memory is allocated here (per protocol a flow table and a remap table
- * of the same capacity, the PID set). Returns 0 and *out (free with engine_free); -EINVAL for an
- * invalid config (no listener family, a listen address that is not a loopback address of its
- * family — 127.0.0.0/8 in listen[ENGINE_IPV4], ::1 in listen[ENGINE_IPV6] — a zero port of a
- * configured family, idle times below min_evict_idle_ms, a capacity above NAT_CAPACITY_MAX);
- * -ENOMEM. */
+ * of the same capacity, the PID set, the linger queue). Returns 0 and *out (free with
+ * engine_free); -EINVAL for an invalid config (no listener family, a listen address that is not
+ * a loopback address of its family — 127.0.0.0/8 in listen[ENGINE_IPV4], ::1 in
+ * listen[ENGINE_IPV6] — a zero port of a configured family, idle times below
+ * min_evict_idle_ms, a capacity above NAT_CAPACITY_MAX); -ENOMEM. */
 int engine_new(struct engine **out, const struct engine_config *cfg);
 
 /* Frees everything; accepts NULL. */
@@ -211,7 +227,8 @@ enum engine_verdict engine_process(struct engine *e, struct engine_packet *p, ui
 
 /* The flow whose listener-side peer is peer:port (proto 6 or 17): what the proxy asks for an
  * accepted connection or a received datagram. Refreshes the flow's idle time. Returns 0 and
- * *out; -ENOENT when no live flow has that peer; -EINVAL for a bad argument. */
+ * *out; -ENOENT when no live flow has that peer (a closed, lingering TCP flow is not live);
+ * -EINVAL for a bad argument. */
 int engine_lookup(struct engine *e, int proto, const struct addr *peer, uint16_t port,
 		  uint64_t now_ms, struct engine_flow *out);
 
@@ -219,7 +236,8 @@ int engine_lookup(struct engine *e, int proto, const struct addr *peer, uint16_t
  * outside the enum counts as ENGINE_ERR_BACKEND. */
 void engine_note_error(struct engine *e, enum engine_error what);
 
-/* Removes flows idle past their time; call about once a second. Returns how many flows. */
+/* Removes flows idle past their time and closed TCP flows past their linger; call about once a
+ * second. Returns how many flows it removed. */
 size_t engine_tick(struct engine *e, uint64_t now_ms);
 
 /* The session PID set (used when cfg.session_by_pid). Adding a present pid is a no-op;

@@ -1,5 +1,10 @@
 /* fuzz_engine.c — the divert engine: verdicts stay in range, rewrites stay valid, stats add up.
  *
+ * Also checked: a RST that passes closes its flow (engine_lookup stops reporting it) while a
+ * plain SYN that passes leaves a live one; mapped ports are the client's or >= 1024 and never a
+ * listener port; a flow ends at most once. The time steps reach both the idle times and the
+ * TCP linger (ENGINE_TCP_LINGER_MS), so lingering flows run out under engine_tick too.
+ *
  * Input: one config byte, then records [ctl][len_hi][len_lo][len bytes of packet]. The config
  * byte chooses fail_open, rewrite_source, session_by_pid and a proxy pid; each ctl byte chooses
  * the packet's pid, whether its checksums are completed first, whether the record's bytes are
@@ -9,6 +14,7 @@
  */
 #include "divert/engine.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +65,7 @@ static void make_config(struct engine_config *c, uint8_t bits)
 	c->fail_threshold = 3;
 	c->tcp_capacity = 16;
 	c->udp_capacity = 16;
-	c->tcp_idle_ms = 5000;
+	c->tcp_idle_ms = 70000; /* just above the linger: closed flows mostly go by it */
 	c->udp_idle_ms = 2000;
 	c->min_evict_idle_ms = 500;
 	c->hash_seed = 42;
@@ -70,6 +76,16 @@ static bool listener_port(int f, uint8_t proto, uint16_t port)
 	if (proto == PKT_PROTO_TCP)
 		return port == ports[ENGINE_TCP][f] || port == ports[ENGINE_DNS_TCP][f];
 	return port == ports[ENGINE_UDP][f] || port == ports[ENGINE_DNS_UDP][f];
+}
+
+/* Whether port is one of the listeners', whatever its kind and family: never a mapped port. */
+static bool any_listener_port(uint16_t port)
+{
+	for (int k = 0; k < ENGINE_KINDS; k++)
+		for (int f = 0; f < ENGINE_FAMILIES; f++)
+			if (ports[k][f] == port)
+				return true;
+	return false;
 }
 
 /* Zeroes what a NAT rewrite may change (addresses, ports, checksums), so that the rest of two
@@ -93,6 +109,23 @@ static void check_stats(const struct engine *e)
 	if (s.packets != s.passed + s.dropped + s.diverted + s.replies)
 		abort();
 	if (s.tcp_flows > 16 || s.udp_flows > 16)
+		abort();
+	if (s.flows_ended > s.flows_created || s.flows_reused > s.flows_created ||
+	    s.linger_overflow > s.flows_ended)
+		abort();
+}
+
+/* After a rewritten TCP packet of the flow whose listener-side peer is peer:port: a RST has
+ * closed it, a plain SYN (no RST, no FIN) has left it live. */
+static void check_tcp_state(struct engine *e, uint8_t flags, const struct addr *peer,
+			    uint16_t port, uint64_t now)
+{
+	struct engine_flow fl;
+	int rc = engine_lookup(e, PKT_PROTO_TCP, peer, port, now, &fl);
+	if ((flags & PKT_TCP_RST) && rc != -ENOENT)
+		abort();
+	if ((flags & (PKT_TCP_SYN | PKT_TCP_ACK | PKT_TCP_RST | PKT_TCP_FIN)) == PKT_TCP_SYN &&
+	    rc != 0)
 		abort();
 }
 
@@ -176,6 +209,8 @@ static void run_one(struct engine *e, const struct engine_config *cfg, uint8_t *
 				!addr_equal(&out.dst, &last->before.src) ||
 				out.dport != last->before.sport))
 			abort();
+		if (in.l4_proto == PKT_PROTO_TCP && (in.tcp_flags & PKT_TCP_RST))
+			check_tcp_state(e, in.tcp_flags, &in.dst, in.dport, now);
 		return;
 	}
 	/* C:m -> L:P (or L:m -> L:P): the listener sees a flow that leads back to the input. */
@@ -185,6 +220,8 @@ static void run_one(struct engine *e, const struct engine_config *cfg, uint8_t *
 		abort();
 	if (cfg->rewrite_source && !addr_equal(&out.src, &cfg->listen[f]))
 		abort();
+	if (out.sport != in.sport && (out.sport < 1024 || any_listener_port(out.sport)))
+		abort();
 	if (engine_lookup(e, out.l4_proto, &out.src, out.sport, now, &fl) == 0) {
 		if (!addr_equal(&fl.client, &in.src) || fl.client_port != in.sport ||
 		    !addr_equal(&fl.orig_dst, &in.dst) || fl.orig_port != in.dport)
@@ -192,6 +229,8 @@ static void run_one(struct engine *e, const struct engine_config *cfg, uint8_t *
 	} else if (out.l4_proto == PKT_PROTO_UDP) {
 		abort(); /* only TCP flows end on a packet */
 	}
+	if (out.l4_proto == PKT_PROTO_TCP)
+		check_tcp_state(e, in.tcp_flags, &out.src, out.sport, now);
 	last->valid = true;
 	memcpy(last->buf, buf, len);
 	last->len = len;

@@ -417,10 +417,156 @@ static void test_lookup(void)
 	engine_free(e);
 }
 
-/* FIN both ways, then the last ACK (either side's) removes the flow; so does a RST either way. */
+enum { C_SIDE, L_SIDE };
+
+/* One packet of flow C:c -> D:d (mapped port m) from either side, with flags; returns the
+ * verdict and checks the rewrite when it is one. */
+static enum engine_verdict flow_packet(struct engine *e, int side, uint8_t flags, const char *cl,
+				       uint16_t cport, uint16_t m, const char *d, uint16_t dport,
+				       uint64_t now)
+{
+	struct pkt out;
+	enum engine_verdict v;
+	if (side == C_SIDE) {
+		struct pk k = {TCP, flags, cl, cport, d, dport, 0};
+		v = run(e, &k, 0, now, &out);
+		if (v == ENGINE_REWRITE)
+			CHECK_TUPLE(out, cl, m, L4, P4_TCP);
+	} else {
+		struct pk k = {TCP, flags, L4, P4_TCP, cl, m, 0};
+		v = run(e, &k, 0, now, &out);
+		if (v == ENGINE_REWRITE)
+			CHECK_TUPLE(out, d, dport, cl, cport);
+	}
+	return v;
+}
+
+/* A flow closes at a RST either way or at the second FIN, once; every packet of it is still
+ * rewritten both ways for ENGINE_TCP_LINGER_MS after that (however many arrive), and then
+ * engine_tick removes it. Each row runs with a flow whose mapped port is c, and with a remapped
+ * one (another flow holds c). */
 static void test_flow_end(void)
 {
-	enum { C_SIDE, L_SIDE };
+	static const struct {
+		const char *name;
+		struct {
+			int side;
+			uint8_t flags;
+		} steps[5];
+		int n;
+		int closed_after[5]; /* is the flow closed after step i */
+	} rows[] = {
+		{"client closes first", {{C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}, {C_SIDE, ACK}},
+		 3, {0, 1, 1}},
+		{"listener closes first",
+		 {{L_SIDE, FIN | ACK}, {C_SIDE, ACK}, {C_SIDE, FIN | ACK}, {L_SIDE, ACK}},
+		 4, {0, 0, 1, 1}},
+		{"simultaneous close",
+		 {{C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}, {C_SIDE, ACK}, {L_SIDE, ACK}},
+		 4, {0, 1, 1, 1}},
+		{"half close with data",
+		 {{C_SIDE, FIN | ACK}, {L_SIDE, PSH | ACK}, {L_SIDE, FIN | ACK}, {C_SIDE, ACK}},
+		 4, {0, 0, 1, 1}},
+		{"fin retransmitted",
+		 {{C_SIDE, FIN | ACK}, {C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}, {L_SIDE, ACK},
+		  {C_SIDE, FIN | ACK}},
+		 5, {0, 0, 1, 1, 1}},
+		{"reordered ack before the listener's fin",
+		 {{C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}, {L_SIDE, ACK}, {C_SIDE, ACK}},
+		 4, {0, 1, 1, 1}},
+		{"reordered ack after both fins",
+		 {{L_SIDE, FIN | ACK}, {C_SIDE, FIN | ACK}, {C_SIDE, ACK}, {L_SIDE, ACK},
+		  {C_SIDE, ACK}},
+		 5, {0, 1, 1, 1, 1}},
+		{"rst from client", {{C_SIDE, RST}, {L_SIDE, RST}}, 2, {1, 1}},
+		{"rst from listener", {{L_SIDE, RST | ACK}, {C_SIDE, ACK}}, 2, {1, 1}},
+		{"rst after one fin", {{C_SIDE, FIN | ACK}, {L_SIDE, RST}, {C_SIDE, FIN | ACK}}, 3,
+		 {0, 1, 1}},
+		{"rst after both fins",
+		 {{C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}, {C_SIDE, RST}}, 3, {0, 1, 1}},
+	};
+	const char *cl = "10.0.0.2", *d = "192.0.2.80", *other = "192.0.2.81";
+	const uint16_t cport = 42000;
+
+	for (int remapped = 0; remapped < 2; remapped++) {
+		for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+			struct engine_config c = base_config();
+			struct engine *e = engine_with(&c);
+			struct engine_flow fl;
+			struct pkt out;
+			uint64_t now = 100, closed_at = 0;
+			uint16_t m = cport;
+
+			check_case("%s, remapped %d", rows[i].name, remapped);
+			if (remapped)
+				handshake(e, cl, cport, other, 80, L4, P4_TCP, now);
+			struct pk syn = {TCP, SYN, cl, cport, d, 80, 0};
+			CHECK_EQ(run(e, &syn, 0, now, &out), ENGINE_REWRITE);
+			m = out.sport;
+			CHECK(remapped ? m != cport : m == cport);
+			CHECK_EQ(flow_packet(e, L_SIDE, SYN | ACK, cl, cport, m, d, 80, now),
+				 ENGINE_REWRITE);
+			CHECK_EQ(flow_packet(e, C_SIDE, ACK, cl, cport, m, d, 80, now),
+				 ENGINE_REWRITE);
+			for (int s = 0; s < rows[i].n; s++) {
+				check_case("%s, remapped %d, step %d", rows[i].name, remapped, s);
+				now++;
+				CHECK_EQ(flow_packet(e, rows[i].steps[s].side,
+						     rows[i].steps[s].flags, cl, cport, m, d, 80,
+						     now),
+					 ENGINE_REWRITE);
+				if (rows[i].closed_after[s] && !closed_at)
+					closed_at = now;
+				CHECK_EQ(stats_of(e).flows_ended,
+					 (uint64_t)rows[i].closed_after[s]);
+				CHECK_EQ(lookup(e, TCP, cl, m, now, &fl),
+					 rows[i].closed_after[s] ? -ENOENT : 0);
+			}
+			check_case("%s, remapped %d", rows[i].name, remapped);
+			/* Lingering: every straggler still goes through, to the end of the linger,
+			 * which none of them extends. */
+			CHECK_EQ(engine_tick(e, closed_at + ENGINE_TCP_LINGER_MS - 1), 0);
+			CHECK_EQ(stats_of(e).tcp_flows, 1 + remapped);
+			now = closed_at + ENGINE_TCP_LINGER_MS;
+			CHECK_EQ(flow_packet(e, C_SIDE, ACK, cl, cport, m, d, 80, now),
+				 ENGINE_REWRITE);
+			CHECK_EQ(flow_packet(e, L_SIDE, FIN | ACK, cl, cport, m, d, 80, now),
+				 ENGINE_REWRITE);
+			CHECK_EQ(flow_packet(e, L_SIDE, RST, cl, cport, m, d, 80, now),
+				 ENGINE_REWRITE);
+			CHECK_EQ(engine_tick(e, now), 0);
+			CHECK_EQ(stats_of(e).tcp_flows, 1 + remapped);
+			CHECK_EQ(engine_tick(e, now + 1), 1);
+			struct engine_stats s = stats_of(e);
+			CHECK_EQ(s.tcp_flows, (uint32_t)remapped);
+			CHECK_EQ(s.flows_ended, 1);
+			CHECK_EQ(s.flows_expired, 0);
+			/* Gone: its next packets are a stray and an unknown reply; another flow
+			 * holding c is untouched. */
+			CHECK_EQ(flow_packet(e, C_SIDE, ACK, cl, cport, m, d, 80, now + 1),
+				 ENGINE_DROP);
+			CHECK_EQ(flow_packet(e, L_SIDE, ACK, cl, cport, m, d, 80, now + 1),
+				 ENGINE_DROP);
+			s = stats_of(e);
+			CHECK_EQ(s.errors[ENGINE_ERR_STRAY], 1);
+			CHECK_EQ(s.errors[ENGINE_ERR_UNKNOWN_REPLY], 1);
+			if (remapped) {
+				CHECK_EQ(flow_packet(e, C_SIDE, ACK, cl, cport, cport, other, 80,
+						     now + 1),
+					 ENGINE_REWRITE);
+				CHECK_EQ(lookup(e, TCP, cl, cport, now + 1, &fl), 0);
+			}
+			CHECK_STATS_ADD_UP(e);
+			engine_free(e);
+		}
+	}
+}
+
+/* A client SYN on a flow's tuple: a retransmit during the handshake keeps the mapping; on an
+ * established or closed flow it is a new connection, which gets a new flow with a fresh mapped
+ * port (never c nor the old one), and the old flow is gone. With and without a remapped flow. */
+static void test_syn_on_known_tuple(void)
+{
 	static const struct {
 		const char *name;
 		struct {
@@ -428,82 +574,226 @@ static void test_flow_end(void)
 			uint8_t flags;
 		} steps[4];
 		int n;
-		int alive_after[4]; /* is the flow still there after step i */
+		bool new_flow;
 	} rows[] = {
-		{"client closes first", {{C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}, {C_SIDE, ACK}},
-		 3, {1, 1, 0}},
-		{"listener closes first",
-		 {{L_SIDE, FIN | ACK}, {C_SIDE, ACK}, {C_SIDE, FIN | ACK}, {L_SIDE, ACK}},
-		 4, {1, 1, 1, 0}},
-		{"half close with data",
-		 {{C_SIDE, FIN | ACK}, {L_SIDE, PSH | ACK}, {L_SIDE, FIN | ACK}, {C_SIDE, ACK}},
-		 4, {1, 1, 1, 0}},
-		{"fin retransmitted",
-		 {{C_SIDE, FIN | ACK}, {C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}, {L_SIDE, ACK}},
-		 4, {1, 1, 1, 0}},
-		{"rst from client", {{C_SIDE, RST}}, 1, {0}},
-		{"rst from listener", {{L_SIDE, RST | ACK}}, 1, {0}},
-		{"rst after one fin", {{C_SIDE, FIN | ACK}, {L_SIDE, RST}}, 2, {1, 0}},
+		{"syn retransmitted", {{C_SIDE, SYN}}, 1, false},
+		{"syn retransmitted twice", {{C_SIDE, SYN}, {C_SIDE, SYN}}, 2, false},
+		{"after the listener's syn-ack", {{L_SIDE, SYN | ACK}}, 1, true},
+		{"established", {{L_SIDE, SYN | ACK}, {C_SIDE, ACK}}, 2, true},
+		{"client's fin only", {{L_SIDE, SYN | ACK}, {C_SIDE, ACK}, {C_SIDE, FIN | ACK}}, 3,
+		 true},
+		{"closed by fins",
+		 {{L_SIDE, SYN | ACK}, {C_SIDE, ACK}, {C_SIDE, FIN | ACK}, {L_SIDE, FIN | ACK}}, 4,
+		 true},
+		{"closed by rst", {{L_SIDE, SYN | ACK}, {C_SIDE, ACK}, {L_SIDE, RST}}, 3, true},
+		{"rst in the handshake", {{C_SIDE, RST}}, 1, true},
 	};
-	struct engine_config c = base_config();
-	struct engine *e = engine_with(&c);
-	struct engine_flow fl;
-	uint64_t ended = 0;
+	const char *cl = "10.0.0.2", *d = "192.0.2.80", *other = "192.0.2.81";
+	const uint16_t cport = 43000;
 
-	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-		uint16_t cport = (uint16_t)(42000 + i);
-		check_case("%s", rows[i].name);
-		handshake(e, "10.0.0.2", cport, "192.0.2.80", 80, L4, P4_TCP, 100);
-		for (int s = 0; s < rows[i].n; s++) {
-			struct pk k = {TCP, rows[i].steps[s].flags, "10.0.0.2", cport, "192.0.2.80",
-				       80, 0};
+	for (int remapped = 0; remapped < 2; remapped++) {
+		for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+			struct engine_config c = base_config();
+			struct engine *e = engine_with(&c);
+			struct engine_flow fl;
 			struct pkt out;
-			if (rows[i].steps[s].side == L_SIDE)
-				k = (struct pk){TCP, rows[i].steps[s].flags, L4, P4_TCP, "10.0.0.2",
-						cport, 0};
-			check_case("%s, step %d", rows[i].name, s);
-			CHECK_EQ(run(e, &k, 0, 101, &out), ENGINE_REWRITE);
-			if (rows[i].steps[s].side == L_SIDE)
-				CHECK_TUPLE(out, "192.0.2.80", 80, "10.0.0.2", cport);
-			else
-				CHECK_TUPLE(out, "10.0.0.2", cport, L4, P4_TCP);
-			CHECK_EQ(lookup(e, TCP, "10.0.0.2", cport, 101, &fl) == 0,
-				 rows[i].alive_after[s]);
+			struct pk syn = {TCP, SYN, cl, cport, d, 80, 0};
+			uint16_t m0, m1;
+
+			check_case("%s, remapped %d", rows[i].name, remapped);
+			if (remapped)
+				handshake(e, cl, cport, other, 80, L4, P4_TCP, 1);
+			CHECK_EQ(run(e, &syn, 0, 2, &out), ENGINE_REWRITE);
+			m0 = out.sport;
+			CHECK(remapped ? m0 != cport : m0 == cport);
+			for (int s = 0; s < rows[i].n; s++) {
+				uint8_t flags = rows[i].steps[s].flags;
+				CHECK_EQ(flow_packet(e, rows[i].steps[s].side, flags, cl, cport, m0,
+						     d, 80, 3),
+					 ENGINE_REWRITE);
+			}
+			CHECK_EQ(run(e, &syn, 0, 4, &out), ENGINE_REWRITE);
+			m1 = out.sport;
+			CHECK_TUPLE(out, cl, m1, L4, P4_TCP);
+			struct engine_stats s = stats_of(e);
+			CHECK_EQ(s.tcp_flows, 1 + remapped);
+			if (!rows[i].new_flow) {
+				CHECK_EQ(m1, m0);
+				CHECK_EQ(s.flows_created, 1 + remapped);
+				CHECK_EQ(s.flows_reused, 0);
+			} else {
+				CHECK(m1 != cport && m1 != m0 && m1 >= 1024);
+				CHECK_EQ(s.flows_created, 2 + remapped);
+				CHECK_EQ(s.flows_reused, 1);
+				/* The old mapping is gone; a reply to it is an unknown reply. */
+				CHECK_EQ(lookup(e, TCP, cl, m0, 4, &fl), -ENOENT);
+				CHECK_EQ(flow_packet(e, L_SIDE, ACK, cl, cport, m0, d, 80, 4),
+					 ENGINE_DROP);
+				CHECK_EQ(stats_of(e).errors[ENGINE_ERR_UNKNOWN_REPLY], 1);
+			}
+			/* The new connection works both ways through m1, and is live. */
+			CHECK_EQ(flow_packet(e, L_SIDE, SYN | ACK, cl, cport, m1, d, 80, 5),
+				 ENGINE_REWRITE);
+			CHECK_EQ(flow_packet(e, C_SIDE, ACK, cl, cport, m1, d, 80, 5),
+				 ENGINE_REWRITE);
+			CHECK_EQ(lookup(e, TCP, cl, m1, 5, &fl), 0);
+			CHECK_EQ(fl.client_port, cport);
+			CHECK_EQ(fl.orig_port, 80);
+			if (remapped) {
+				CHECK_EQ(flow_packet(e, C_SIDE, ACK, cl, cport, cport, other, 80,
+						     5),
+					 ENGINE_REWRITE);
+				CHECK_EQ(lookup(e, TCP, cl, cport, 5, &fl), 0);
+				CHECK_EQ(fl.orig_port, 80);
+			}
+			CHECK_STATS_ADD_UP(e);
+			engine_free(e);
 		}
-		ended++;
-		CHECK_EQ(stats_of(e).flows_ended, ended);
-		CHECK_EQ(stats_of(e).tcp_flows, 0);
-		/* The flow is gone: its next packets are strays and unknown replies. */
-		struct pk late = {TCP, ACK, "10.0.0.2", cport, "192.0.2.80", 80, 0};
-		struct pk late_reply = {TCP, ACK, L4, P4_TCP, "10.0.0.2", cport, 0};
-		CHECK_EQ(run(e, &late, 0, 102, NULL), ENGINE_DROP);
-		CHECK_EQ(run(e, &late_reply, 0, 102, NULL), ENGINE_DROP);
 	}
-	check_case("%s", "");
-	struct engine_stats s = stats_of(e);
-	CHECK_EQ(s.errors[ENGINE_ERR_STRAY], 7);
-	CHECK_EQ(s.errors[ENGINE_ERR_UNKNOWN_REPLY], 7);
-	CHECK_STATS_ADD_UP(e);
-	engine_free(e);
 }
 
-/* A SYN on the four-tuple of a closing flow starts over with the same mapping. */
-static void test_syn_restarts_closing_flow(void)
+/* A lingering flow keeps its mapped port: a new flow from the same c to another destination
+ * gets another one, until the linger is over. */
+static void test_lingering_flow_holds_port(void)
 {
 	struct engine_config c = base_config();
 	struct engine *e = engine_with(&c);
-	struct pk fin = {TCP, FIN | ACK, "10.0.0.2", 43000, "192.0.2.80", 80, 0};
-	struct pk fin_back = {TCP, FIN | ACK, L4, P4_TCP, "10.0.0.2", 43000, 0};
-	struct pk ack = {TCP, ACK, "10.0.0.2", 43000, "192.0.2.80", 80, 0};
+	struct engine_flow fl;
+	struct pkt out;
+	const char *cl = "10.0.0.2";
+	const uint16_t cport = 44100;
+	struct pk to2 = {TCP, SYN, cl, cport, "192.0.2.2", 443, 0};
+	struct pk to3 = {TCP, SYN, cl, cport, "192.0.2.3", 443, 0};
 
-	handshake(e, "10.0.0.2", 43000, "192.0.2.80", 80, L4, P4_TCP, 1);
-	CHECK_EQ(run(e, &fin, 0, 2, NULL), ENGINE_REWRITE);
-	CHECK_EQ(run(e, &fin_back, 0, 2, NULL), ENGINE_REWRITE);
-	handshake(e, "10.0.0.2", 43000, "192.0.2.80", 80, L4, P4_TCP, 3);
-	/* The FINs of the old connection are forgotten: one more ACK does not end it. */
-	CHECK_EQ(run(e, &ack, 0, 4, NULL), ENGINE_REWRITE);
-	CHECK_EQ(stats_of(e).tcp_flows, 1);
-	CHECK_EQ(stats_of(e).flows_created, 1);
+	handshake(e, cl, cport, "192.0.2.1", 443, L4, P4_TCP, 10);
+	CHECK_EQ(flow_packet(e, L_SIDE, FIN | ACK, cl, cport, cport, "192.0.2.1", 443, 11),
+		 ENGINE_REWRITE);
+	CHECK_EQ(flow_packet(e, C_SIDE, FIN | ACK, cl, cport, cport, "192.0.2.1", 443, 11),
+		 ENGINE_REWRITE);
+	CHECK_EQ(lookup(e, TCP, cl, cport, 11, &fl), -ENOENT);
+	CHECK_EQ(run(e, &to2, 0, 12, &out), ENGINE_REWRITE);
+	CHECK(out.sport != cport && out.sport >= 1024);
+	CHECK_EQ(stats_of(e).flows_remapped, 1);
+	/* The last ACK of the old connection still reaches the listener as from c. */
+	CHECK_EQ(flow_packet(e, L_SIDE, ACK, cl, cport, cport, "192.0.2.1", 443, 12),
+		 ENGINE_REWRITE);
+	CHECK_EQ(engine_tick(e, 11 + ENGINE_TCP_LINGER_MS + 1), 1);
+	CHECK_EQ(run(e, &to3, 0, 11 + ENGINE_TCP_LINGER_MS + 1, &out), ENGINE_REWRITE);
+	CHECK_EQ(out.sport, cport);
+	CHECK_EQ(stats_of(e).flows_remapped, 1);
+	engine_free(e);
+}
+
+/* At most ENGINE_LINGER_MAX flows linger: one more closing removes the oldest at once. */
+static void test_linger_overflow(void)
+{
+	struct engine_config c = base_config();
+	c.tcp_capacity = ENGINE_LINGER_MAX + 16;
+	struct engine *e = engine_with(&c);
+	char cl[32];
+	const uint32_t n = ENGINE_LINGER_MAX + 1;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t cport = (uint16_t)(20000 + i % 40000);
+		snprintf(cl, sizeof cl, "10.2.%u.1", i / 40000);
+		struct pk syn = {TCP, SYN, cl, cport, "192.0.2.1", 443, 0};
+		struct pk rst = {TCP, RST, cl, cport, "192.0.2.1", 443, 0};
+		check_case("flow %u", i);
+		if (run(e, &syn, 0, 1 + i, NULL) != ENGINE_REWRITE ||
+		    run(e, &rst, 0, 1 + i, NULL) != ENGINE_REWRITE)
+			break;
+		if (i + 1 < n)
+			CHECK_EQ(stats_of(e).linger_overflow, 0);
+	}
+	check_case("%s", "");
+	struct engine_stats s = stats_of(e);
+	CHECK_EQ(s.flows_ended, n);
+	CHECK_EQ(s.linger_overflow, 1);
+	CHECK_EQ(s.tcp_flows, ENGINE_LINGER_MAX);
+	/* The first one is gone, the second one still lingers. */
+	CHECK_EQ(flow_packet(e, L_SIDE, ACK, "10.2.0.1", 20000, 20000, "192.0.2.1", 443, n),
+		 ENGINE_DROP);
+	CHECK_EQ(flow_packet(e, L_SIDE, ACK, "10.2.0.1", 20001, 20001, "192.0.2.1", 443, n),
+		 ENGINE_REWRITE);
+	/* Each of the others goes at the end of its own linger. */
+	CHECK_EQ(engine_tick(e, 2 + ENGINE_TCP_LINGER_MS), 0);
+	CHECK_EQ(engine_tick(e, 3 + ENGINE_TCP_LINGER_MS), 1);
+	CHECK_EQ(engine_tick(e, n + ENGINE_TCP_LINGER_MS + 1), ENGINE_LINGER_MAX - 1);
+	CHECK_EQ(stats_of(e).tcp_flows, 0);
+	CHECK_EQ(stats_of(e).flows_expired, 0);
+	engine_free(e);
+}
+
+/* Flows that linger and then are removed otherwise (by pid, replaced by a new flow on their
+ * key) leave their queue items behind; those must not remove whatever holds the key later. */
+static void test_linger_stale_items(void)
+{
+	struct engine_config c = base_config();
+	struct engine *e = engine_with(&c);
+	struct engine_flow fl;
+	struct pkt out;
+	const char *cl = "10.0.0.2";
+	struct pk syn_a = {TCP, SYN, cl, 45100, "192.0.2.1", 443, 0};
+	struct pk rst_a = {TCP, RST, cl, 45100, "192.0.2.1", 443, 0};
+	struct pk syn_b = {TCP, SYN, cl, 45101, "192.0.2.1", 443, 0};
+	struct pk rst_b = {TCP, RST, cl, 45101, "192.0.2.1", 443, 0};
+	struct pk syn_b2 = {TCP, SYN, cl, 45101, "192.0.2.2", 443, 0};
+
+	/* a: closed by pid 7's exit, then the same key taken by a live flow of another pid. */
+	CHECK_EQ(run(e, &syn_a, 7, 1, NULL), ENGINE_REWRITE);
+	CHECK_EQ(run(e, &rst_a, 7, 1, NULL), ENGINE_REWRITE);
+	engine_remove_pid(e, 7);
+	CHECK_EQ(run(e, &syn_a, 8, 2, &out), ENGINE_REWRITE);
+	CHECK_EQ(out.sport, 45100);
+	/* b: closed, reused for a new connection (another port), its key then taken by a new
+	 * flow to another destination, which closes too. */
+	CHECK_EQ(run(e, &syn_b, 0, 3, NULL), ENGINE_REWRITE);
+	CHECK_EQ(run(e, &rst_b, 0, 3, NULL), ENGINE_REWRITE);
+	CHECK_EQ(run(e, &syn_b, 0, 4, &out), ENGINE_REWRITE);
+	CHECK(out.sport != 45101);
+	CHECK_EQ(run(e, &syn_b2, 0, 5, &out), ENGINE_REWRITE);
+	CHECK_EQ(out.sport, 45101);
+	syn_b2.flags = RST;
+	CHECK_EQ(run(e, &syn_b2, 0, 6, NULL), ENGINE_REWRITE);
+
+	CHECK_EQ(engine_tick(e, 4 + ENGINE_TCP_LINGER_MS), 0);
+	CHECK_EQ(lookup(e, TCP, cl, 45100, 4 + ENGINE_TCP_LINGER_MS, &fl), 0);
+	CHECK_EQ(fl.pid, 8);
+	CHECK_EQ(flow_packet(e, L_SIDE, ACK, cl, 45101, 45101, "192.0.2.2", 443,
+			     4 + ENGINE_TCP_LINGER_MS),
+		 ENGINE_REWRITE);
+	CHECK_EQ(engine_tick(e, 7 + ENGINE_TCP_LINGER_MS), 1);
+	CHECK_EQ(stats_of(e).tcp_flows, 2); /* a's successor, b's new connection */
+	engine_free(e);
+}
+
+/* Looking for a free mapped port never refreshes the flow that holds c: a flow whose only
+ * traffic is that of another flow from the same c still expires. */
+static void test_busy_probe_leaves_holder_alone(void)
+{
+	struct engine_config c = base_config();
+	c.udp_idle_ms = 1000;
+	c.min_evict_idle_ms = 100;
+	struct engine *e = engine_with(&c);
+	struct engine_flow fl;
+	struct pkt out;
+	struct pk a = {UDP, 0, "10.0.0.2", 46100, "192.0.2.1", 1000, 0};
+	struct pk b = {UDP, 0, "10.0.0.2", 46100, "192.0.2.2", 1000, 0};
+	uint64_t now = 0;
+
+	CHECK_EQ(run(e, &a, 0, now, NULL), ENGINE_REWRITE);
+	CHECK_EQ(run(e, &b, 0, now, &out), ENGINE_REWRITE);
+	uint16_t m = out.sport;
+	CHECK(m != 46100);
+	for (int i = 0; i < 4; i++) {
+		now += 400;
+		CHECK_EQ(run(e, &b, 0, now, &out), ENGINE_REWRITE);
+		CHECK_TUPLE(out, "10.0.0.2", m, L4, P4_UDP);
+	}
+	CHECK_EQ(engine_tick(e, now), 1);
+	CHECK_EQ(lookup(e, UDP, "10.0.0.2", 46100, now, &fl), -ENOENT);
+	CHECK_EQ(lookup(e, UDP, "10.0.0.2", m, now, &fl), 0);
+	CHECK_EQ(stats_of(e).flows_expired, 1);
 	engine_free(e);
 }
 
@@ -686,15 +976,19 @@ static void test_same_client_port_two_destinations(void)
 		CHECK_EQ(s.flows_remapped, 1);
 
 		if (rows[i].proto == TCP) {
-			/* A RST ends the remapped flow, and it cannot be reached any more. */
+			/* A RST ends the remapped flow: the proxy no longer sees it, its stragglers
+			 * still go through m while it lingers, and then it cannot be reached. */
 			b.flags = RST;
 			CHECK_EQ(run(e, &b, 12, 6, &out), ENGINE_REWRITE);
 			CHECK_TUPLE(out, rows[i].c, m, rows[i].l, rows[i].lport);
 			CHECK_EQ(lookup(e, TCP, rows[i].c, m, 6, &f2), -ENOENT);
 			b.flags = ACK;
-			CHECK_EQ(run(e, &b, 12, 6, NULL), ENGINE_DROP);
+			CHECK_EQ(run(e, &b, 12, 6, &out), ENGINE_REWRITE);
+			CHECK_TUPLE(out, rows[i].c, m, rows[i].l, rows[i].lport);
+			CHECK_EQ(engine_tick(e, 7 + ENGINE_TCP_LINGER_MS), 1);
+			CHECK_EQ(run(e, &b, 12, 7 + ENGINE_TCP_LINGER_MS, NULL), ENGINE_DROP);
 			a.flags = ACK;
-			CHECK_EQ(run(e, &a, 11, 6, &out), ENGINE_REWRITE);
+			CHECK_EQ(run(e, &a, 11, 7 + ENGINE_TCP_LINGER_MS, &out), ENGINE_REWRITE);
 			CHECK_TUPLE(out, rows[i].c, cp, rows[i].l, rows[i].lport);
 		}
 		CHECK_STATS_ADD_UP(e);
@@ -1434,11 +1728,13 @@ static void test_error_names(void)
 /* ---- the model test ---- */
 
 struct mflow {
-	bool live;
+	bool live; /* in the engine's table: open, or closed and lingering */
 	uint8_t proto;
 	int client, dst;
 	uint16_t c, d, m;
 	uint8_t fins; /* 1: client's FIN passed, 2: listener's */
+	bool established, closed;
+	uint64_t closed_at;
 	uint32_t pid;
 };
 
@@ -1467,6 +1763,7 @@ struct model {
 	bool rewrite_source;
 	struct mflow f[MODEL_MAX];
 	uint64_t now;
+	uint64_t ended; /* flows closed */
 };
 
 static bool mv6(const struct mflow *f)
@@ -1548,18 +1845,26 @@ static void model_open(struct model *md)
 	if (!old && !slot)
 		return;
 	CHECK_EQ(run(md->e, &p, k.pid, md->now, &out), ENGINE_REWRITE);
-	if (old) {
+	if (old && (old->proto == UDP || !(old->established || old->closed))) {
+		/* A datagram of the flow, or a SYN retransmitted in the handshake. */
 		CHECK_TUPLE(out, mkey_addr(md, old), old->m, l, lport);
-		old->fins = 0;
 		return;
 	}
 	k.m = out.sport;
 	CHECK_TUPLE(out, mkey_addr(md, &k), k.m, l, lport);
-	bool c_free = k.c != P4_TCP && !model_at(md, k.proto, mv6(&k), mkey_addr(md, &k), k.c);
-	if (c_free)
-		CHECK_EQ(k.m, k.c);
-	else
-		CHECK(k.m != k.c && k.m >= 1024);
+	if (old) {
+		/* A new connection on the tuple: the old flow goes, never its port nor c. */
+		CHECK(k.m != k.c && k.m != old->m && k.m >= 1024);
+		old->live = false;
+		slot = old;
+	} else {
+		bool c_free = k.c != P4_TCP &&
+			      !model_at(md, k.proto, mv6(&k), mkey_addr(md, &k), k.c);
+		if (c_free)
+			CHECK_EQ(k.m, k.c);
+		else
+			CHECK(k.m != k.c && k.m >= 1024);
+	}
 	CHECK(model_at(md, k.proto, mv6(&k), mkey_addr(md, &k), k.m) == NULL);
 	*slot = k;
 }
@@ -1581,15 +1886,20 @@ static void model_packet(struct model *md, struct mflow *g, bool from_listener, 
 	const char *l;
 	uint16_t lport;
 	struct pkt out;
-	bool ends = false;
 
 	mlistener(g, &l, &lport);
-	if (g->proto == TCP) {
-		ends = (flags & RST) || (g->fins == 3 && !(flags & FIN));
+	if (g->proto == UDP) {
+		flags = 0;
+	} else if (!g->closed) {
+		if (from_listener ? (flags & (SYN | ACK)) == (SYN | ACK) : (flags & ACK) != 0)
+			g->established = true;
 		if (flags & FIN)
 			g->fins |= from_listener ? 2 : 1;
-	} else {
-		flags = 0;
+		if ((flags & RST) || g->fins == 3) {
+			g->closed = true;
+			g->closed_at = md->now;
+			md->ended++;
+		}
 	}
 	if (from_listener) {
 		struct pk p = {g->proto, flags, l, lport, mkey_addr(md, g), g->m, 20};
@@ -1600,8 +1910,22 @@ static void model_packet(struct model *md, struct mflow *g, bool from_listener, 
 		CHECK_EQ(run(md->e, &p, g->pid, md->now, &out), ENGINE_REWRITE);
 		CHECK_TUPLE(out, mkey_addr(md, g), g->m, l, lport);
 	}
-	if (ends)
-		g->live = false;
+}
+
+/* Time passes (less than the idle times, more than the linger at times) and engine_tick
+ * removes exactly the closed flows whose linger is over. */
+static void model_leap(struct model *md)
+{
+	size_t gone = 0;
+	md->now += 1000 + rnd(60000);
+	for (int i = 0; i < MODEL_MAX; i++) {
+		struct mflow *g = &md->f[i];
+		if (g->live && g->closed && md->now - g->closed_at > ENGINE_TCP_LINGER_MS) {
+			g->live = false;
+			gone++;
+		}
+	}
+	CHECK_EQ(engine_tick(md->e, md->now), gone);
 }
 
 static void model_check_all(struct model *md)
@@ -1614,6 +1938,10 @@ static void model_check_all(struct model *md)
 			continue;
 		tcp += g->proto == TCP;
 		udp += g->proto == UDP;
+		if (g->closed) {
+			CHECK_EQ(lookup(md->e, TCP, mkey_addr(md, g), g->m, md->now, &fl), -ENOENT);
+			continue;
+		}
 		CHECK_EQ(lookup(md->e, g->proto, mkey_addr(md, g), g->m, md->now, &fl), 0);
 		struct addr c = ip(mclient(g)), d = ip(mdst(g));
 		CHECK(addr_equal(&fl.client, &c));
@@ -1625,6 +1953,8 @@ static void model_check_all(struct model *md)
 	struct engine_stats s = stats_of(md->e);
 	CHECK_EQ(s.tcp_flows, tcp);
 	CHECK_EQ(s.udp_flows, udp);
+	CHECK_EQ(s.flows_ended, md->ended);
+	CHECK_EQ(s.linger_overflow, 0);
 	CHECK_EQ(s.packets, s.passed + s.dropped + s.diverted + s.replies);
 	CHECK_EQ(s.dropped + s.passed, 0);
 }
@@ -1634,6 +1964,7 @@ static void model_run(bool rewrite_source, uint64_t seed)
 	static struct model md;
 	struct engine_config c = base_config();
 	c.rewrite_source = rewrite_source;
+	c.tcp_idle_ms = c.udp_idle_ms = 1000ull * 1000 * 1000; /* only the linger removes flows */
 	memset(&md, 0, sizeof md);
 	md.e = engine_with(&c);
 	md.rewrite_source = rewrite_source;
@@ -1645,14 +1976,18 @@ static void model_run(bool rewrite_source, uint64_t seed)
 		md.now++;
 		if (op < 25 || !g) {
 			model_open(&md);
-		} else if (op < 60) {
+		} else if (op < 55) {
 			model_packet(&md, g, false, ACK | PSH);
-		} else if (op < 90) {
+		} else if (op < 82) {
 			model_packet(&md, g, true, ACK | PSH);
-		} else if (op < 96) {
+		} else if (op < 85) {
+			model_packet(&md, g, true, SYN | ACK);
+		} else if (op < 94) {
 			model_packet(&md, g, rnd(2), FIN | ACK);
-		} else if (op < 98) {
+		} else if (op < 96) {
 			model_packet(&md, g, rnd(2), RST);
+		} else if (op < 98) {
+			model_leap(&md);
 		} else {
 			uint32_t pid = 1 + rnd(3);
 			engine_remove_pid(md.e, pid);
@@ -1669,7 +2004,8 @@ static void model_run(bool rewrite_source, uint64_t seed)
 	engine_free(md.e);
 }
 
-/* Random opens, packets both ways, closes and pid removals against a model of the flows. */
+/* Random opens (new tuples, retransmitted SYNs, tuples reused), packets both ways, closes,
+ * lingers running out and pid removals against a model of the flows. */
 static void test_model(void)
 {
 	static const uint64_t seeds[] = {0x9e3779b97f4a7c15u, 12345, 0xdeadbeefcafef00du};
@@ -1686,7 +2022,11 @@ static const struct check_test tests[] = {
 	{"reply_reverse", test_reply_reverse},
 	{"lookup", test_lookup},
 	{"flow_end", test_flow_end},
-	{"syn_restarts_closing_flow", test_syn_restarts_closing_flow},
+	{"syn_on_known_tuple", test_syn_on_known_tuple},
+	{"lingering_flow_holds_port", test_lingering_flow_holds_port},
+	{"linger_overflow", test_linger_overflow},
+	{"linger_stale_items", test_linger_stale_items},
+	{"busy_probe_leaves_holder_alone", test_busy_probe_leaves_holder_alone},
 	{"fail_verdicts", test_fail_verdicts},
 	{"reply_from_wrong_listener", test_reply_from_wrong_listener},
 	{"fail_mode", test_fail_mode},
