@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing sluice need, only when missing.
 # Quiet and idempotent: a machine that has everything pays one dpkg query.
+#   deps.sh            the Linux build and its tests
+#   deps.sh windows    the Windows cross build (mingw-w64) and Wine to run its tests
 set -euo pipefail
 
 packages=(
@@ -11,6 +13,18 @@ packages=(
   nftables iproute2 procps util-linux python3   # e2e tests: inspect namespaces, drive clients
   dnsmasq-base curl bind9-dnsutils socat openssl jq   # e2e test world: servers and clients
 )
+case "${1:-}" in
+"") ;;
+windows)
+  # wine64 runs 64-bit programs; wine adds /usr/bin/wine, wineboot and wineserver. No
+  # recommends (X, GL, gstreamer): console tests need none of them.
+  packages=(cmake make gcc-mingw-w64-x86-64 wine wine64)
+  ;;
+*)
+  echo "usage: $0 [windows]" >&2
+  exit 2
+  ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

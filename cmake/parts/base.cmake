@@ -1,4 +1,5 @@
-# base: the vocabulary every module shares (addresses, CIDRs, logging).
-add_library(sluice_base STATIC src/base/addr.c)
+# base: the vocabulary every module shares (addresses, CIDRs, errno texts, logging).
+add_library(sluice_base STATIC src/base/addr.c src/base/err_text.c)
 sluice_unit_test(NAME test_addr SOURCES tests/unit/test_addr.c LIBS sluice_base)
+sluice_unit_test(NAME test_err_text SOURCES tests/unit/test_err_text.c LIBS sluice_base)
 sluice_fuzz_target(NAME fuzz_addr SOURCE tests/fuzz/fuzz_addr.c LIBS sluice_base)

@@ -1,5 +1,6 @@
 /* log.c — formatting and writing of sluice's stderr lines (see log.h). */
 #include "base/log.h"
+#include "base/err_text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -82,7 +83,7 @@ static void log_vwrite(enum log_level level, const char *tag, int err, const cha
 	while (len > prefix && line[len - 1] == '\n')
 		len--;
 	if (err != 0)
-		line_append(line, sizeof line, &len, ": %s", strerror(err < 0 ? -err : err));
+		line_append(line, sizeof line, &len, ": %s", err_text(err));
 	for (size_t i = prefix; i < len; i++) {
 		unsigned char c = (unsigned char)line[i];
 

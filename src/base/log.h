@@ -11,7 +11,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+/* mingw's stdio under -std=c11 is the C99 one (%zu, %lld), which gcc calls gnu_printf. */
+#define LOG_PRINTF(fmt_index, first_arg) __attribute__((format(gnu_printf, fmt_index, first_arg)))
+#elif defined(__GNUC__)
 #define LOG_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
 #else
 #define LOG_PRINTF(fmt_index, first_arg)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "base/err_text.h"
 #include "base/log.h"
 #include "base/net.h"
 #include "capture/capture.h"
@@ -248,7 +249,7 @@ static void on_pending_answer(struct loop *loop, struct loop_io *io, unsigned ev
 			/* e.g. ECONNREFUSED from an ICMP port unreachable: the resolver is not
 			 * there; let the application time out as it would. */
 			p->stats.upstream_errors++;
-			log_query(p, &q->info, NULL, strerror((int)-n));
+			log_query(p, &q->info, NULL, err_text((int)-n));
 			pending_free(q);
 			return;
 		}
@@ -303,7 +304,7 @@ static void udp_forward(struct dns_proxy *p, const struct capture_endpoint *clie
 	q->sock = net_udp_connect(&q->info.resolver, q->info.resolver_port);
 	if (q->sock < 0) {
 		p->stats.upstream_errors++;
-		log_query(p, &q->info, NULL, strerror((int)-q->sock));
+		log_query(p, &q->info, NULL, err_text((int)-q->sock));
 		q->sock = NET_INVALID;
 		pending_free(q);
 		return;
@@ -313,7 +314,7 @@ static void udp_forward(struct dns_proxy *p, const struct capture_endpoint *clie
 	if (sent < 0 || loop_io_start(p->cfg.loop, &q->io, LOOP_READ) < 0 ||
 	    loop_timer_start(p->cfg.loop, &q->timer, timeout_ms(p)) < 0) {
 		p->stats.upstream_errors++;
-		log_query(p, &q->info, NULL, sent < 0 ? strerror((int)-sent) : "out of resources");
+		log_query(p, &q->info, NULL, sent < 0 ? err_text((int)-sent) : "out of resources");
 		pending_free(q);
 		return;
 	}
@@ -466,7 +467,7 @@ static bool tcp_query(struct tcp_conn *c, const uint8_t *msg, size_t len)
 		loop_sock s = net_connect_start(&c->info.resolver, c->info.resolver_port, &done);
 		if (s < 0) {
 			p->stats.upstream_errors++;
-			tcp_close(c, strerror((int)-s));
+			tcp_close(c, err_text((int)-s));
 			return false;
 		}
 		c->upstream = s;
@@ -483,7 +484,7 @@ static bool tcp_read_client(struct tcp_conn *c)
 	if (n == -EAGAIN)
 		return true;
 	if (n <= 0) {
-		tcp_close(c, n == 0 ? "client closed" : strerror((int)-n));
+		tcp_close(c, n == 0 ? "client closed" : err_text((int)-n));
 		return false;
 	}
 	c->in_len += (size_t)n;
@@ -498,7 +499,7 @@ static bool tcp_forward_io(struct tcp_conn *c)
 		int err = net_connect_result(c->upstream);
 		if (err < 0) {
 			p->stats.upstream_errors++;
-			tcp_close(c, strerror(-err));
+			tcp_close(c, err_text(-err));
 			return false;
 		}
 		c->upstream_connected = true;
@@ -510,7 +511,7 @@ static bool tcp_forward_io(struct tcp_conn *c)
 			return true;
 		if (n < 0) {
 			p->stats.upstream_errors++;
-			tcp_close(c, strerror((int)-n));
+			tcp_close(c, err_text((int)-n));
 			return false;
 		}
 		c->up_out_off += (size_t)n;
@@ -520,7 +521,7 @@ static bool tcp_forward_io(struct tcp_conn *c)
 		return true;
 	if (n <= 0) {
 		p->stats.upstream_errors++;
-		tcp_close(c, n == 0 ? "resolver closed the connection" : strerror((int)-n));
+		tcp_close(c, n == 0 ? "resolver closed the connection" : err_text((int)-n));
 		return false;
 	}
 	c->up_in_len += (size_t)n;
@@ -554,7 +555,7 @@ static bool tcp_write_client(struct tcp_conn *c)
 		if (n == -EAGAIN)
 			return true;
 		if (n < 0) {
-			tcp_close(c, strerror((int)-n));
+			tcp_close(c, err_text((int)-n));
 			return false;
 		}
 		c->out_off += (size_t)n;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "base/err_text.h"
 #include "base/log.h"
 #include "base/net.h"
 #include "policy/policy.h"
@@ -177,7 +178,7 @@ static void conn_relay(struct conn *c)
 		long n = net_send(c->upstream, c->early + c->early_sent, c->early_len - c->early_sent);
 		if (n < 0 && n != -EAGAIN) {
 			char reason[96];
-			snprintf(reason, sizeof reason, "destination side: %s", strerror((int)-n));
+			snprintf(reason, sizeof reason, "destination side: %s", err_text((int)-n));
 			relay_close(c, reason, true);
 			return;
 		}
@@ -202,7 +203,7 @@ static void conn_relay(struct conn *c)
 		if (st[d].error) {
 			const char *side = (d == OUT) == st[d].error_on_from ? "session" : "destination";
 			char reason[96];
-			snprintf(reason, sizeof reason, "%s side: %s", side, strerror(-st[d].error));
+			snprintf(reason, sizeof reason, "%s side: %s", side, err_text(-st[d].error));
 			relay_close(c, reason, true);
 			return;
 		}
@@ -239,7 +240,7 @@ static void conn_dialed(struct conn *c, int err)
 
 	if (err < 0) {
 		r->stats.dial_failed++;
-		log_connect(c, strerror(-err));
+		log_connect(c, err_text(-err));
 		loop_io_stop(r->cfg.loop, &c->upstream_io);
 		net_close(c->upstream);
 		c->upstream = NET_INVALID;

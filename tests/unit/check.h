@@ -20,12 +20,19 @@ struct check_test {
 	void (*fn)(void);
 };
 
+/* mingw's stdio under -std=c11 is the C99 one (%zu), which gcc calls gnu_printf. */
+#if defined(__MINGW32__)
+#define CHECK_PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
+#elif defined(__GNUC__)
+#define CHECK_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CHECK_PRINTF(f, a)
+#endif
+
 static int check_failures_in_test;
 static char check_case_label[256];
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
+CHECK_PRINTF(1, 2)
 static inline void check_case(const char *fmt, ...)
 {
 	va_list ap;
@@ -34,9 +41,7 @@ static inline void check_case(const char *fmt, ...)
 	va_end(ap);
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
+CHECK_PRINTF(3, 4)
 static inline void check_fail(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;

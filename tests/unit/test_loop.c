@@ -1,19 +1,9 @@
 /* test_loop.c — the event loop: readiness reporting, safe stop/free in callbacks, timers. */
-#define _GNU_SOURCE
-
 #include "base/loop.h"
 #include "check.h"
+#include "testsock.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 /* Safety net for waits on a condition: a broken loop fails the test instead of hanging it. */
 #define WAIT_LIMIT_MS 5000
@@ -30,26 +20,9 @@ static struct loop *new_loop(size_t max_timers)
 	return loop;
 }
 
-static void socketpair_or_die(int sv[2])
+static void put_byte(loop_sock s)
 {
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-		perror("socketpair");
-		exit(1);
-	}
-}
-
-static void close_pair(int sv[2])
-{
-	if (sv[0] >= 0)
-		close(sv[0]);
-	if (sv[1] >= 0)
-		close(sv[1]);
-	sv[0] = sv[1] = -1;
-}
-
-static void put_byte(int fd)
-{
-	CHECK_EQ(write(fd, "x", 1), 1);
+	CHECK_EQ(testsock_write(s, "x", 1), 1);
 }
 
 /* Runs iterations until *flag is set or WAIT_LIMIT_MS passed. Returns whether it was set. */
@@ -86,7 +59,7 @@ static void test_backend_name(void)
 {
 	struct loop *loop = new_loop(0);
 
-	CHECK_STR_EQ(loop_method(loop), "epoll");
+	CHECK_STR_EQ(loop_method(loop), testsock_backend);
 	loop_free(loop);
 	loop_free(NULL);
 }
@@ -95,10 +68,10 @@ static void test_io_readable(void)
 {
 	struct loop *loop = new_loop(0);
 	struct seen s = { 0 };
-	int sv[2];
+	loop_sock sv[2];
 	char c;
 
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	loop_io_init(&s.io, sv[0], seen_cb, &s);
 	CHECK(!loop_io_active(&s.io));
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_READ), 0);
@@ -109,7 +82,7 @@ static void test_io_readable(void)
 	put_byte(sv[1]);
 	CHECK(run_until(loop, &s.called));
 	CHECK_EQ(s.events, LOOP_READ);
-	CHECK_EQ(read(sv[0], &c, 1), 1);
+	CHECK_EQ(testsock_read(sv[0], &c, 1), 1);
 
 	/* Level-triggered: unread data is reported again. */
 	put_byte(sv[1]);
@@ -122,7 +95,7 @@ static void test_io_readable(void)
 	loop_io_stop(loop, &s.io);
 	CHECK(!loop_io_active(&s.io));
 	CHECK_EQ(loop_run(loop), 0);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
@@ -130,75 +103,26 @@ static void test_io_writable(void)
 {
 	struct loop *loop = new_loop(0);
 	struct seen s = { 0 };
-	int sv[2];
+	loop_sock sv[2];
 
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	loop_io_init(&s.io, sv[0], seen_cb, &s);
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_WRITE), 0);
 	CHECK(run_until(loop, &s.called));
 	CHECK_EQ(s.events, LOOP_WRITE);
 	loop_io_stop(loop, &s.io);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
-/* The socket under test, sv[0]: one end of a socketpair or of a loopback TCP connection (for
- * FIN and RST), a TCP socket never connected, or one whose connect is refused. */
-enum pair_kind { PAIR_UNIX, PAIR_TCP, PAIR_TCP_UNCONNECTED, PAIR_TCP_REFUSED };
-
-/* sv[0] is a non-blocking connect to a loopback port nobody listens on; sv[1] is -1. */
-static void tcp_refused(int sv[2])
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof sin;
-	int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (probe < 0 || bind(probe, (struct sockaddr *)&sin, sizeof sin) < 0 ||
-	    getsockname(probe, (struct sockaddr *)&sin, &len) < 0) {
-		perror("tcp port probe");
-		exit(1);
-	}
-	close(probe);
-	sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	sv[1] = -1;
-	CHECK(sv[0] >= 0);
-	CHECK(connect(sv[0], (struct sockaddr *)&sin, sizeof sin) < 0);
-	CHECK(errno == EINPROGRESS || errno == ECONNREFUSED);
-}
-
-static void tcp_pair(int sv[2])
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof sin;
-	int lfd, flags;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0 || sv[1] < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
-	    listen(lfd, 1) < 0 || getsockname(lfd, (struct sockaddr *)&sin, &len) < 0 ||
-	    connect(sv[1], (struct sockaddr *)&sin, sizeof sin) < 0) {
-		perror("tcp over loopback");
-		exit(1);
-	}
-	sv[0] = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (sv[0] < 0) {
-		perror("accept4");
-		exit(1);
-	}
-	flags = fcntl(sv[1], F_GETFL);
-	fcntl(sv[1], F_SETFL, flags | O_NONBLOCK);
-	close(lfd);
-}
+/* The socket under test, sv[0]: one end of a testsock_pair (a socketpair; loopback TCP on
+ * Windows) or of a loopback TCP connection (for FIN and RST), a TCP socket never connected, or
+ * one whose connect is refused. */
+enum pair_kind { PAIR_LOCAL, PAIR_TCP, PAIR_TCP_UNCONNECTED, PAIR_TCP_REFUSED };
 
 enum peer_action { PEER_NONE, PEER_CLOSE, PEER_SHUT_WR, PEER_RESET };
 
-#define R LOOP_READ
-#define W LOOP_WRITE
-#define H LOOP_HUP
-#define E LOOP_ERROR
-static const struct {
+struct peer_case {
 	const char *name;
 	enum pair_kind kind;
 	enum peer_action action;
@@ -207,92 +131,144 @@ static const struct {
 	int read_result;  /* of read() after the event: 0 (EOF) or -errno; 1: not read */
 	int write_result; /* of send() after the event: 1 (sent) or -errno; 0: not sent */
 	int so_error;     /* SO_ERROR before reading or writing; 0: not checked */
-} peer_cases[] = {
-	/* name                    pair       peer          asks   sees       read send SO_ERROR */
-	{ "unix close, reader",    PAIR_UNIX, PEER_CLOSE,   R,     R | H,     0, 0, 0 },
-	{ "unix close, writer",    PAIR_UNIX, PEER_CLOSE,   W,     W | H,     1, -EPIPE, 0 },
-	{ "unix close, both",      PAIR_UNIX, PEER_CLOSE,   R | W, R | W | H, 0, -EPIPE, 0 },
-	{ "unix shutdown, reader", PAIR_UNIX, PEER_SHUT_WR, R,     R | H,     0, 0, 0 },
+};
+
+#define R LOOP_READ
+#define W LOOP_WRITE
+#define H LOOP_HUP
+#define E LOOP_ERROR
+static const struct peer_case peer_cases[] = {
+	/* name                    pair        peer          asks   sees       read send SO_ERROR */
+	{ "pair close, reader",    PAIR_LOCAL, PEER_CLOSE,   R,     R | H,     0, 0, 0 },
+	{ "pair shutdown, reader", PAIR_LOCAL, PEER_SHUT_WR, R,     R | H,     0, 0, 0 },
 	/* A half-closed peer still reads: a writer is not woken with a HUP it cannot use. */
-	{ "unix shutdown, writer", PAIR_UNIX, PEER_SHUT_WR, W,     W,         1, 1, 0 },
-	{ "tcp fin, reader",       PAIR_TCP,  PEER_SHUT_WR, R,     R | H,     0, 0, 0 },
-	{ "tcp fin, writer",       PAIR_TCP,  PEER_SHUT_WR, W,     W,         1, 1, 0 },
-	{ "tcp rst, reader",       PAIR_TCP,  PEER_RESET,   R,     R | H | E, -ECONNRESET, 0, 0 },
-	{ "tcp rst, writer",       PAIR_TCP,  PEER_RESET,   W,     W | H | E, 1, -ECONNRESET, 0 },
-	/* The kernel reports HUP alone here: the reader must still be called. */
-	{ "tcp unconnected",       PAIR_TCP_UNCONNECTED, PEER_NONE, R, R | H, -ENOTCONN, 0, 0 },
+	{ "pair shutdown, writer", PAIR_LOCAL, PEER_SHUT_WR, W,     W,         1, 1, 0 },
+	{ "tcp fin, reader",       PAIR_TCP,   PEER_SHUT_WR, R,     R | H,     0, 0, 0 },
+	{ "tcp fin, writer",       PAIR_TCP,   PEER_SHUT_WR, W,     W,         1, 1, 0 },
+	{ "tcp rst, reader",       PAIR_TCP,   PEER_RESET,   R,     R | H | E, -ECONNRESET, 0, 0 },
+	{ "tcp rst, writer",       PAIR_TCP,   PEER_RESET,   W,     W | H | E, 1, -ECONNRESET, 0 },
 	/* How an upstream dial that fails shows up. */
 	{ "tcp refused, writer",   PAIR_TCP_REFUSED, PEER_NONE, W, W | H | E, 1, 0, ECONNREFUSED },
+};
+
+/* Where the platforms differ. */
+static const struct peer_case posix_peer_cases[] = {
+	{ "pair close, writer",    PAIR_LOCAL, PEER_CLOSE,   W,     W | H,     1, -EPIPE, 0 },
+	{ "pair close, both",      PAIR_LOCAL, PEER_CLOSE,   R | W, R | W | H, 0, -EPIPE, 0 },
+	/* The kernel reports HUP alone here: the reader must still be called. */
+	{ "tcp unconnected",       PAIR_TCP_UNCONNECTED, PEER_NONE, R, R | H, -ENOTCONN, 0, 0 },
+};
+
+/* WSAPoll shows a closed peer as a half-closed one, and a first write still goes out; it
+ * reports nothing for a socket never connected. */
+static const struct peer_case windows_peer_cases[] = {
+	{ "pair close, writer",    PAIR_LOCAL, PEER_CLOSE,   W,     W,         1, 1, 0 },
+	{ "pair close, both",      PAIR_LOCAL, PEER_CLOSE,   R | W, R | W | H, 0, 1, 0 },
 };
 #undef R
 #undef W
 #undef H
 #undef E
 
-static void test_io_peer_events(void)
+static void run_peer_cases(const struct peer_case *cases, size_t n)
 {
-	for (size_t i = 0; i < sizeof peer_cases / sizeof peer_cases[0]; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct loop *loop = new_loop(0);
 		struct seen s = { 0 };
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-		int sv[2];
+		loop_sock sv[2];
 		char c;
 
-		check_case("%s", peer_cases[i].name);
-		if (peer_cases[i].kind == PAIR_UNIX) {
-			socketpair_or_die(sv);
-		} else if (peer_cases[i].kind == PAIR_TCP) {
-			tcp_pair(sv);
-		} else if (peer_cases[i].kind == PAIR_TCP_REFUSED) {
-			tcp_refused(sv);
+		check_case("%s", cases[i].name);
+		if (cases[i].kind == PAIR_LOCAL) {
+			testsock_pair(sv);
+		} else if (cases[i].kind == PAIR_TCP) {
+			testsock_tcp_pair(sv);
+		} else if (cases[i].kind == PAIR_TCP_REFUSED) {
+			testsock_tcp_refused(sv);
 		} else {
-			sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			sv[0] = testsock_tcp_unconnected();
 			sv[1] = -1;
-			CHECK(sv[0] >= 0);
 		}
-		switch (peer_cases[i].action) {
+		switch (cases[i].action) {
 		case PEER_NONE:
 			break;
 		case PEER_CLOSE:
-			close(sv[1]);
+			testsock_close(sv[1]);
 			sv[1] = -1;
 			break;
 		case PEER_SHUT_WR:
-			shutdown(sv[1], SHUT_WR);
+			testsock_shutdown_write(sv[1]);
 			break;
 		case PEER_RESET:
-			setsockopt(sv[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-			close(sv[1]);
+			testsock_reset(sv[1]);
 			sv[1] = -1;
 			break;
 		}
 		/* Let the FIN, RST or refusal land first: a writer is writable before it, too. */
-		CHECK_EQ(poll(&(struct pollfd){ .fd = sv[0], .events = POLLRDHUP }, 1,
-			      WAIT_LIMIT_MS), 1);
+		CHECK(testsock_wait_peer(sv[0], WAIT_LIMIT_MS));
 		loop_io_init(&s.io, sv[0], seen_cb, &s);
-		CHECK_EQ(loop_io_start(loop, &s.io, peer_cases[i].mask), 0);
+		CHECK_EQ(loop_io_start(loop, &s.io, cases[i].mask), 0);
 		CHECK(run_until(loop, &s.called));
-		CHECK_EQ(s.events, peer_cases[i].want);
-		if (peer_cases[i].so_error) {
-			int err = 0;
-			socklen_t len = sizeof err;
-
-			CHECK_EQ(getsockopt(sv[0], SOL_SOCKET, SO_ERROR, &err, &len), 0);
-			CHECK_EQ(err, peer_cases[i].so_error);
-		}
-		if (peer_cases[i].read_result != 1) {
-			ssize_t n = read(sv[0], &c, 1);
-			CHECK_EQ(n < 0 ? -errno : n, peer_cases[i].read_result);
-		}
-		if (peer_cases[i].write_result != 0) {
-			ssize_t n = send(sv[0], "y", 1, MSG_NOSIGNAL);
-			CHECK_EQ(n < 0 ? -errno : n, peer_cases[i].write_result);
-		}
+		CHECK_EQ(s.events, cases[i].want);
+		if (cases[i].so_error)
+			CHECK_EQ(testsock_so_error(sv[0]), cases[i].so_error);
+		if (cases[i].read_result != 1)
+			CHECK_EQ(testsock_read(sv[0], &c, 1), cases[i].read_result);
+		if (cases[i].write_result != 0)
+			CHECK_EQ(testsock_write(sv[0], "y", 1), cases[i].write_result);
 		loop_io_stop(loop, &s.io);
-		close_pair(sv);
+		testsock_close_pair(sv);
 		loop_free(loop);
 	}
 	check_case("%s", "");
+}
+
+static void test_io_peer_events(void)
+{
+	run_peer_cases(peer_cases, sizeof peer_cases / sizeof peer_cases[0]);
+	if (testsock_platform == TESTSOCK_POSIX)
+		run_peer_cases(posix_peer_cases,
+			       sizeof posix_peer_cases / sizeof posix_peer_cases[0]);
+	else
+		run_peer_cases(windows_peer_cases,
+			       sizeof windows_peer_cases / sizeof windows_peer_cases[0]);
+}
+
+/* A peer that half-closed and reads nothing: a writer facing a full socket is not called (on
+ * Windows, WSAPoll keeps reporting the peer's FIN as POLLHUP) and the wait lasts its timeout;
+ * once the peer reads, the writer is called with WRITE alone. */
+static void test_io_writer_full_half_closed(void)
+{
+	static char buf[65536];
+	struct loop *loop = new_loop(0);
+	struct seen s = { 0 };
+	uint64_t before, limit;
+	loop_sock sv[2];
+
+	testsock_pair(sv);
+	while (testsock_write(sv[0], buf, sizeof buf) > 0)
+		;
+	CHECK_EQ(testsock_write(sv[0], buf, sizeof buf), -EAGAIN);
+	CHECK_EQ(testsock_shutdown_write(sv[1]), 0);
+	CHECK(testsock_wait_peer(sv[0], WAIT_LIMIT_MS));
+	loop_io_init(&s.io, sv[0], seen_cb, &s);
+	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_WRITE), 0);
+	before = loop_backend_now_ms();
+	CHECK_EQ(loop_run_once(loop, 30), 0);
+	CHECK(loop_now(loop) >= before + 29);
+	CHECK_EQ(s.calls, 0);
+
+	limit = loop_backend_now_ms() + WAIT_LIMIT_MS;
+	while (!s.called && loop_backend_now_ms() < limit) {
+		while (testsock_read(sv[1], buf, sizeof buf) > 0)
+			;
+		CHECK(loop_run_once(loop, 10) >= 0);
+	}
+	CHECK(s.called);
+	CHECK_EQ(s.events, LOOP_WRITE);
+	loop_io_stop(loop, &s.io);
+	testsock_close_pair(sv);
+	loop_free(loop);
 }
 
 /* Errors leave the watcher stopped and the loop with nothing to watch. */
@@ -301,9 +277,9 @@ static void test_io_start_errors(void)
 	struct loop *loop = new_loop(0);
 	struct seen first = { 0 }, s = { 0 };
 	FILE *file = tmpfile();
-	int sv[2], gone[2];
+	loop_sock sv[2], gone[2];
 
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	loop_io_init(&first.io, sv[0], seen_cb, &first);
 	CHECK_EQ(loop_io_start(loop, &first.io, LOOP_READ), 0);
 
@@ -315,13 +291,12 @@ static void test_io_start_errors(void)
 	} cases[] = {
 		{ "negative socket", -1, LOOP_READ, -EBADF },
 		{ "too large for an fd", INTPTR_MAX, LOOP_READ, -EBADF },
-		{ "closed socket", 1000, LOOP_READ, -EBADF },
-		{ "regular file", file ? fileno(file) : -1, LOOP_READ, -EPERM },
+		{ "closed socket", testsock_not_open(), LOOP_READ, -EBADF },
+		{ "regular file", testsock_file(file), LOOP_READ, testsock_file_error },
 		{ "second watcher", sv[0], LOOP_WRITE, -EEXIST },
 		{ "unknown bits", sv[1], LOOP_READ | LOOP_HUP, -EINVAL },
 		{ "more unknown bits", sv[1], 0x100, -EINVAL },
 	};
-	CHECK(fcntl(1000, F_GETFD) < 0);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		check_case("%s", cases[i].name);
 		loop_io_init(&s.io, cases[i].sock, seen_cb, &s);
@@ -336,10 +311,10 @@ static void test_io_start_errors(void)
 	loop_io_stop(loop, &first.io);
 
 	/* Closed under a started watcher (a caller's bug): modify fails, stop still works. */
-	socketpair_or_die(gone);
+	testsock_pair(gone);
 	loop_io_init(&s.io, gone[0], seen_cb, &s);
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_READ), 0);
-	close_pair(gone);
+	testsock_close_pair(gone);
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_WRITE), -EBADF);
 	CHECK_EQ(s.io.events, LOOP_READ);
 	loop_io_stop(loop, &s.io);
@@ -348,7 +323,7 @@ static void test_io_start_errors(void)
 	CHECK_EQ(loop_run(loop), 0);
 	if (file)
 		fclose(file);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
@@ -366,9 +341,9 @@ static void test_io_modify_mask(void)
 	};
 	struct loop *loop = new_loop(0);
 	struct seen s = { 0 };
-	int sv[2];
+	loop_sock sv[2];
 
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	put_byte(sv[1]);
 	loop_io_init(&s.io, sv[0], seen_cb, &s);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -386,7 +361,7 @@ static void test_io_modify_mask(void)
 	CHECK_EQ(loop_run_once(loop, 0), 0);
 	CHECK_EQ(s.calls, 0);
 	CHECK_EQ(loop_run(loop), 0);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
@@ -403,9 +378,9 @@ static void test_io_stop_in_callback(void)
 {
 	struct loop *loop = new_loop(0);
 	struct seen s = { 0 };
-	int sv[2];
+	loop_sock sv[2];
 
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	put_byte(sv[1]);
 	loop_io_init(&s.io, sv[0], stop_self_cb, &s);
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_READ | LOOP_WRITE), 0);
@@ -414,7 +389,7 @@ static void test_io_stop_in_callback(void)
 	CHECK_EQ(s.calls, 1);
 	CHECK_EQ(s.events, LOOP_READ | LOOP_WRITE);
 	CHECK(!loop_io_active(&s.io));
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
@@ -423,7 +398,7 @@ enum other_action { OTHER_STOP, OTHER_STOP_FREE, OTHER_RESTART, OTHER_NARROW, OT
 
 struct conn {
 	struct loop_io io;
-	int sv[2];
+	loop_sock sv[2];
 	int calls;
 	unsigned events;
 	struct conn **peer; /* slot holding the other connection, NULL once freed */
@@ -450,7 +425,7 @@ static void conn_cb(struct loop *loop, struct loop_io *io, unsigned events)
 		break;
 	case OTHER_STOP_FREE:
 		loop_io_stop(loop, &other->io);
-		close_pair(other->sv);
+		testsock_close_pair(other->sv);
 		free(other);
 		*c->peer = NULL;
 		break;
@@ -465,13 +440,13 @@ static void conn_cb(struct loop *loop, struct loop_io *io, unsigned events)
 		/* The freed connection's fd number comes back at once for a new one, which has
 		 * nothing to read: the stale event must not reach it. */
 		loop_io_stop(loop, &other->io);
-		close_pair(other->sv);
+		testsock_close_pair(other->sv);
 		free(other);
 		*c->peer = NULL;
 		pending_reuse = calloc(1, sizeof *pending_reuse);
 		if (!pending_reuse)
 			exit(1);
-		socketpair_or_die(pending_reuse->sv);
+		testsock_pair(pending_reuse->sv);
 		pending_reuse->peer = c->peer;
 		loop_io_init(&pending_reuse->io, pending_reuse->sv[0], conn_cb, pending_reuse);
 		CHECK_EQ(loop_io_start(loop, &pending_reuse->io, LOOP_READ), 0);
@@ -486,7 +461,7 @@ static struct conn *conn_new(struct loop *loop, struct conn **peer_slot)
 
 	if (!c)
 		exit(1);
-	socketpair_or_die(c->sv);
+	testsock_pair(c->sv);
 	put_byte(c->sv[1]);
 	c->peer = peer_slot;
 	loop_io_init(&c->io, c->sv[0], conn_cb, c);
@@ -499,7 +474,7 @@ static void conn_free(struct loop *loop, struct conn *c)
 	if (!c)
 		return;
 	loop_io_stop(loop, &c->io);
-	close_pair(c->sv);
+	testsock_close_pair(c->sv);
 	free(c);
 }
 
@@ -568,7 +543,7 @@ next:
 
 struct many {
 	struct loop_io io;
-	int sv[2];
+	loop_sock sv[2];
 	int calls;
 };
 
@@ -579,7 +554,7 @@ static void many_cb(struct loop *loop, struct loop_io *io, unsigned events)
 
 	m->calls++;
 	CHECK_EQ(events, LOOP_READ);
-	CHECK_EQ(read(m->sv[0], &c, 1), 1);
+	CHECK_EQ(testsock_read(m->sv[0], &c, 1), 1);
 	loop_io_stop(loop, io);
 }
 
@@ -587,21 +562,15 @@ static void test_io_many(void)
 {
 	struct loop *loop = new_loop(0);
 	struct many *m = calloc(MANY, sizeof *m);
-	struct rlimit rl;
-	size_t n = MANY, called = 0;
+	size_t n = MANY, called = 0, allowed = testsock_allow(2 * MANY + 64);
 
 	if (!m)
 		exit(1);
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 2 * MANY + 64) {
-		rl.rlim_cur = rl.rlim_max < 2 * MANY + 64 ? rl.rlim_max : 2 * MANY + 64;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		getrlimit(RLIMIT_NOFILE, &rl);
-		if (rl.rlim_cur < 2 * MANY + 64)
-			n = rl.rlim_cur > 128 ? (rl.rlim_cur - 64) / 2 : 32;
-	}
+	if (allowed < 2 * MANY + 64)
+		n = allowed > 128 ? (allowed - 64) / 2 : 32;
 	CHECK(n > LOOP_BATCH);
 	for (size_t i = 0; i < n; i++) {
-		socketpair_or_die(m[i].sv);
+		testsock_pair(m[i].sv);
 		put_byte(m[i].sv[1]);
 		loop_io_init(&m[i].io, m[i].sv[0], many_cb, &m[i]);
 		CHECK_EQ(loop_io_start(loop, &m[i].io, LOOP_READ), 0);
@@ -611,7 +580,7 @@ static void test_io_many(void)
 		check_case("socket %zu", i);
 		CHECK_EQ(m[i].calls, 1);
 		called += (size_t)m[i].calls;
-		close_pair(m[i].sv);
+		testsock_close_pair(m[i].sv);
 	}
 	check_case("%s", "");
 	CHECK_EQ(called, n);
@@ -869,7 +838,7 @@ static void test_timer_zero_delay_next_iteration(void)
 {
 	struct loop *loop = new_loop(0);
 	struct chain c = { 0 };
-	int sv[2];
+	loop_sock sv[2];
 
 	loop_timer_init(&c.first, chain_first_cb, &c);
 	loop_timer_init(&c.second, chain_second_cb, &c);
@@ -882,7 +851,7 @@ static void test_timer_zero_delay_next_iteration(void)
 	CHECK_EQ(c.second_calls, 1);
 
 	/* Started from a socket callback of the same iteration. */
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	loop_io_init(&c.io, sv[0], chain_io_cb, &c);
 	CHECK_EQ(loop_io_start(loop, &c.io, LOOP_WRITE), 0);
 	CHECK_EQ(loop_run_once(loop, 1000), 1);
@@ -904,7 +873,7 @@ static void test_timer_zero_delay_next_iteration(void)
 	loop_timer_stop(loop, &c.first);
 	loop_io_stop(loop, &c.io);
 	CHECK_EQ(loop_run(loop), 0);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
@@ -1047,10 +1016,10 @@ static void test_run_until_stop(void)
 	struct loop *loop = new_loop(0);
 	struct runner r = { .stop_at = 3 };
 	struct seen s = { 0 };
-	int sv[2];
+	loop_sock sv[2];
 
 	/* A writable socket keeps the loop alive; only loop_stop ends the run. */
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	loop_io_init(&s.io, sv[0], seen_cb, &s);
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_WRITE), 0);
 	loop_timer_init(&r.timer, runner_cb, &r);
@@ -1074,7 +1043,7 @@ static void test_run_until_stop(void)
 	CHECK_EQ(r.calls, 2);
 
 	loop_io_stop(loop, &s.io);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
@@ -1099,10 +1068,10 @@ static void test_run_once_timeout(void)
 	struct loop *loop = new_loop(0);
 	struct seen s = { 0 };
 	uint64_t before;
-	int sv[2];
+	loop_sock sv[2];
 
 	/* Nothing ready: a bounded wait returns 0 callbacks, not before its timeout. */
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	loop_io_init(&s.io, sv[0], seen_cb, &s);
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_READ), 0);
 	before = loop_backend_now_ms();
@@ -1112,39 +1081,28 @@ static void test_run_once_timeout(void)
 	loop_update_time(loop);
 	CHECK(loop_now(loop) >= before + 4);
 	loop_io_stop(loop, &s.io);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
-static volatile sig_atomic_t alarm_caught;
-
-static void on_alarm(int sig)
-{
-	(void)sig;
-	alarm_caught = 1;
-}
-
+/* Where the platform has signals (not Windows): one interrupting the wait is no error. */
 static void test_run_once_eintr(void)
 {
 	struct loop *loop = new_loop(0);
 	struct seen s = { 0 };
-	struct sigaction sa = { .sa_handler = on_alarm }, old;
-	struct itimerval it = { .it_value = { .tv_usec = 10000 } };
-	int sv[2];
+	loop_sock sv[2];
 
-	socketpair_or_die(sv);
+	testsock_pair(sv);
 	loop_io_init(&s.io, sv[0], seen_cb, &s);
 	CHECK_EQ(loop_io_start(loop, &s.io, LOOP_READ), 0);
-	sigemptyset(&sa.sa_mask);
-	CHECK_EQ(sigaction(SIGALRM, &sa, &old), 0);
-	alarm_caught = 0;
-	CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
-	while (!alarm_caught)
-		CHECK_EQ(loop_run_once(loop, 10000), 0);
-	CHECK_EQ(s.calls, 0);
-	sigaction(SIGALRM, &old, NULL);
+	if (testsock_alarm(10)) {
+		while (!testsock_alarm_caught())
+			CHECK_EQ(loop_run_once(loop, 10000), 0);
+		CHECK_EQ(s.calls, 0);
+		testsock_alarm_done();
+	}
 	loop_io_stop(loop, &s.io);
-	close_pair(sv);
+	testsock_close_pair(sv);
 	loop_free(loop);
 }
 
@@ -1153,6 +1111,7 @@ static const struct check_test tests[] = {
 	{ "io_readable", test_io_readable },
 	{ "io_writable", test_io_writable },
 	{ "io_peer_events", test_io_peer_events },
+	{ "io_writer_full_half_closed", test_io_writer_full_half_closed },
 	{ "io_start_errors", test_io_start_errors },
 	{ "io_modify_mask", test_io_modify_mask },
 	{ "io_stop_in_callback", test_io_stop_in_callback },

@@ -4,18 +4,12 @@
  * 127.0.0.1 (a thread with blocking sockets) as the destination. A client thread plays the
  * session's process while the main thread runs the event loop. Loopback only.
  */
-#define _GNU_SOURCE
 #include "check.h"
+#include "testsock.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "audit/audit.h"
 #include "base/loop.h"
@@ -30,9 +24,9 @@ enum server_kind {
 };
 
 struct world {
-	int listen_fd;           /* the relay's listener ("capture") */
+	loop_sock listen_fd;     /* the relay's listener ("capture") */
 	uint16_t listen_port;
-	int server_fd;           /* the destination */
+	loop_sock server_fd;     /* the destination */
 	uint16_t server_port;
 	uint16_t origin_port;    /* what original_dst reports (server_port, or a closed port) */
 	bool origin_fails;
@@ -41,39 +35,10 @@ struct world {
 	atomic_int client_done;
 };
 
-static int tcp_listener(uint16_t *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof sin;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 64) < 0)
-		return -1;
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
-static int tcp_connect(uint16_t port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 10};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n) /* for the server */
+static int write_all(loop_sock fd, const uint8_t *p, size_t n) /* for the server */
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		long w = testsock_write(fd, p, n);
 		if (w <= 0)
 			return -1;
 		p += w;
@@ -85,23 +50,23 @@ static int write_all(int fd, const uint8_t *p, size_t n) /* for the server */
 static void *server_main(void *arg)
 {
 	struct world *w = arg;
-	int fd = accept(w->server_fd, NULL, NULL);
+	loop_sock fd = testsock_accept(w->server_fd);
 	if (fd < 0)
 		return NULL;
 	uint8_t buf[65536];
 	if (w->kind == SERVER_GREET_FIRST) {
 		write_all(fd, (const uint8_t *)"hello\n", 6);
-		shutdown(fd, SHUT_WR);
+		testsock_shutdown_write(fd);
 	}
 	for (;;) {
-		ssize_t n = read(fd, buf, sizeof buf);
+		long n = testsock_read(fd, buf, sizeof buf);
 		if (n <= 0)
 			break;
 		w->server_received += (uint64_t)n;
 		if (w->kind == SERVER_ECHO && write_all(fd, buf, (size_t)n) < 0)
 			break;
 	}
-	close(fd);
+	testsock_close(fd);
 	return NULL;
 }
 
@@ -134,7 +99,7 @@ static void run_until_done(struct loop *loop, struct world *w)
 
 struct client_job {
 	struct world *w;
-	int fd;
+	loop_sock fd;
 	size_t send_bytes;
 	uint8_t *sent;
 	uint8_t *received;
@@ -154,40 +119,40 @@ static void *client_writer(void *arg)
 	const uint8_t *p = j->sent;
 	size_t n = j->send_bytes;
 	for (int i = 0; j->wait_first_byte && i < 10000 && !atomic_load(&j->received_atomic); i++)
-		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+		testsock_sleep_ms(1);
 	while (n > 0) {
-		ssize_t w = write(j->fd, p, n);
+		long w = testsock_write(j->fd, p, n);
 		if (w <= 0) {
-			j->write_errno = errno;
+			j->write_errno = (int)-w;
 			break;
 		}
 		p += w;
 		n -= (size_t)w;
 	}
-	shutdown(j->fd, SHUT_WR);
+	testsock_shutdown_write(j->fd);
 	return NULL;
 }
 
 static void *client_main(void *arg)
 {
 	struct client_job *j = arg;
-	j->fd = tcp_connect(j->w->listen_port);
+	j->fd = testsock_connect(j->w->listen_port, 10);
 	if (j->fd >= 0) {
 		pthread_t writer;
 		j->connected = true;
 		pthread_create(&writer, NULL, client_writer, j);
 		for (;;) {
-			ssize_t n = read(j->fd, j->received + j->received_len,
-					 j->send_bytes + 64 - j->received_len);
+			long n = testsock_read(j->fd, j->received + j->received_len,
+					       j->send_bytes + 64 - j->received_len);
 			if (n < 0)
-				j->read_errno = errno;
+				j->read_errno = (int)-n;
 			if (n <= 0)
 				break;
 			j->received_len += (size_t)n;
 			atomic_store(&j->received_atomic, j->received_len);
 		}
 		pthread_join(writer, NULL);
-		close(j->fd);
+		testsock_close(j->fd);
 	}
 	atomic_store(&j->w->client_done, 1);
 	return NULL;
@@ -256,12 +221,12 @@ static void run_case(const struct relay_case *rc)
 	CHECK_EQ(policy_parse(&p, "relay.policy", rc->policy, strlen(rc->policy), NULL), 0);
 	CHECK_EQ(loop_new(&loop, 0), 0);
 	CHECK_EQ(audit_open_stream(&audit, trail, "test"), 0);
-	w.listen_fd = tcp_listener(&w.listen_port);
-	w.server_fd = tcp_listener(&w.server_port);
+	w.listen_fd = testsock_listen(&w.listen_port);
+	w.server_fd = testsock_listen(&w.server_port);
 	CHECK(w.listen_fd >= 0 && w.server_fd >= 0);
 	w.origin_port = w.server_port;
 	if (rc->close_server) {
-		close(w.server_fd);
+		testsock_close(w.server_fd);
 		w.server_fd = -1;
 	}
 
@@ -270,13 +235,13 @@ static void run_case(const struct relay_case *rc)
 		.policy = p,
 		.audit = audit,
 		.quiet = true,
-		.peek_timeout_ms = 50,
+		.peek_timeout_ms = 250, /* short, yet long enough for a client thread under Wine */
 		.hooks = {.ctx = &w, .original_dst = hook_original_dst, .wall_ms = hook_wall_ms},
 	};
 	CHECK_EQ(relay_new(&relay, &cfg), 0);
 	/* Two listeners, as a session has (IPv4 and IPv6); the client uses the second. */
 	uint16_t spare_port;
-	int spare_fd = tcp_listener(&spare_port);
+	loop_sock spare_fd = testsock_listen(&spare_port);
 	CHECK_EQ(relay_listen(relay, spare_fd), 0);
 	CHECK_EQ(relay_listen(relay, w.listen_fd), 0);
 
@@ -350,13 +315,13 @@ static void run_case(const struct relay_case *rc)
 	}
 	fclose(trail);
 	if (server_started) {
-		shutdown(w.server_fd, SHUT_RDWR);
+		testsock_wake_accept(w.server_fd, w.server_port);
 		pthread_join(server, NULL);
 	}
 	if (w.server_fd >= 0)
-		close(w.server_fd);
-	close(w.listen_fd);
-	close(spare_fd);
+		testsock_close(w.server_fd);
+	testsock_close(w.listen_fd);
+	testsock_close(spare_fd);
 	free(job.sent);
 	free(job.received);
 	loop_free(loop);
@@ -365,7 +330,7 @@ static void run_case(const struct relay_case *rc)
 
 static void test_cases(void)
 {
-	signal(SIGPIPE, SIG_IGN); /* as sluice does: a reset peer is an error code, not a signal */
+	testsock_ignore_sigpipe(); /* as sluice does: a reset peer is an error code, not a signal */
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		check_case("%s", cases[i].name);
 		run_case(&cases[i]);
