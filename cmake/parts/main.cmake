@@ -10,7 +10,7 @@ if(NOT SLUICE_FUZZ)
     add_library(sluice_run STATIC src/session/run_windows.c)
     target_link_libraries(sluice_run PUBLIC sluice_cli sluice_log)
   else()
-    add_library(sluice_run STATIC src/session/run.c)
+    add_library(sluice_run STATIC src/session/run.c src/session/run_platform_linux.c)
     target_link_libraries(sluice_run PUBLIC sluice_proxy sluice_session sluice_attribution
                           sluice_capture sluice_cli)
   endif()

@@ -17,7 +17,7 @@
 #include "proxy/dns_proxy.h"
 #include "proxy/relay.h"
 #include "proxy/udp.h"
-#include "session/attribution.h"
+#include "session/run_platform.h"
 #include "session/session.h"
 
 #define STATUS_FAILED SESSION_STATUS_FAILED
@@ -36,7 +36,7 @@ struct run {
 	struct dns_proxy *dns;
 	struct udp_relay *udp;
 	struct session *session;
-	struct attribution *attribution;
+	struct run_platform *platform;
 	struct loop_io session_io;
 	char id[33];
 };
@@ -63,20 +63,8 @@ static int64_t hook_peer_process(void *ctx, int proto, const struct addr *peer, 
 				 const struct addr *dst, uint16_t dport, char *exe, size_t n)
 {
 	struct run *r = ctx;
-	if (!r->attribution)
-		return 0;
-	/* The application's own socket: in divert mode its port may differ from the peer's. */
-	struct capture_endpoint seen = {.addr = *peer, .port = port}, app;
-	if (r->capture->ops->app_endpoint(r->capture, proto, &seen, &app) < 0)
-		app = seen;
-	struct attribution_flow flow = {
-		.proto = proto,
-		.local = app.addr,
-		.local_port = app.port,
-		.remote = *dst,
-		.remote_port = dport,
-	};
-	return attribution_lookup(r->attribution, &flow, exe, n);
+	struct capture_endpoint seen = {.addr = *peer, .port = port};
+	return run_platform_peer_process(r->platform, r->capture, proto, &seen, dst, dport, exe, n);
 }
 
 static size_t hook_dns_names(void *ctx, const struct addr *dst, const char **names, size_t max)
@@ -152,8 +140,9 @@ static int setup(struct run *r)
 	if (fds < 0)
 		log_warn_errno((int)fds, "run: cannot raise the descriptor limit");
 
-	const struct capture_ops *backend =
-		o->mode == RUN_MODE_DIVERT ? &capture_nfqueue : &capture_netns;
+	const struct capture_ops *backend = run_platform_capture(o->mode);
+	if (!backend)
+		return -ENOTSUP;
 	struct capture_config cap_cfg = {
 		.fail_open = o->fail == RUN_FAIL_OPEN,
 		.on_fail_mode = hook_fail_mode,
@@ -162,7 +151,7 @@ static int setup(struct run *r)
 	rc = backend->open(&r->capture, &cap_cfg);
 	if (rc < 0) {
 		if (rc == -EPERM)
-			log_error("run: sessions need root (network namespaces and nftables)");
+			log_error("run: sessions need root on Linux, administrator rights on Windows");
 		else
 			log_errno(rc, "run: cannot set up the session network (%s)", backend->name);
 		return rc;
@@ -328,7 +317,7 @@ static void teardown(struct run *r)
 	udp_relay_free(r->udp);
 	dns_proxy_free(r->dns);
 	relay_free(r->relay);
-	attribution_free(r->attribution);
+	run_platform_free(r->platform);
 	session_free(r->session);
 	if (r->capture)
 		r->capture->ops->close(r->capture); /* before the loop it may watch on */
@@ -342,10 +331,6 @@ int session_run(const struct run_options *opts, const struct policy *policy)
 	struct run r = {.opts = opts, .policy = policy};
 	int status = STATUS_FAILED;
 
-	if (opts->mode == RUN_MODE_WINDIVERT) {
-		log_error("run: --mode windivert needs Windows; on Linux use --mode netns or divert");
-		return STATUS_FAILED;
-	}
 	if (setup(&r) < 0)
 		goto done;
 
@@ -355,8 +340,7 @@ int session_run(const struct run_options *opts, const struct policy *policy)
 		log_errno(rc, "run: cannot start %s", opts->command[0]);
 		goto done;
 	}
-	if (attribution_new(&r.attribution, session_pid(r.session)) < 0)
-		r.attribution = NULL; /* events then lack pid and exe */
+	run_platform_start(&r.platform, r.session, r.capture);
 	loop_io_init(&r.session_io, session_fd(r.session), on_session, &r);
 	rc = loop_io_start(r.loop, &r.session_io, LOOP_READ);
 	if (rc == 0)
