@@ -146,6 +146,11 @@ struct capture_ops {
 	int (*app_endpoint)(struct capture *cap, int proto, const struct capture_endpoint *seen,
 			    struct capture_endpoint *app);
 
+	/* The process owning the flow behind a peer seen on a listener, when the backend knows
+	 * it (windivert: from WinDivert's SOCKET layer); 0 when unknown. NULL for backends that
+	 * never know (on Linux, attribution finds the owner). */
+	uint32_t (*flow_pid)(struct capture *cap, int proto, const struct capture_endpoint *seen);
+
 	/* Starts what the backend itself serves (divert: a thread serving the packet queue,
 	 * and a watcher on the session's loop for the fail-mode events it reports); called
 	 * once, after open, before the session starts. close() must then come before the loop

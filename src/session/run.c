@@ -317,8 +317,8 @@ static void teardown(struct run *r)
 	udp_relay_free(r->udp);
 	dns_proxy_free(r->dns);
 	relay_free(r->relay);
+	session_free(r->session); /* before the platform part its callbacks use */
 	run_platform_free(r->platform);
-	session_free(r->session);
 	if (r->capture)
 		r->capture->ops->close(r->capture); /* before the loop it may watch on */
 	loop_free(r->loop);
