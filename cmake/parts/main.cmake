@@ -5,8 +5,12 @@ sluice_unit_test(NAME test_run_options SOURCES tests/unit/test_run_options.c LIB
 
 if(NOT SLUICE_FUZZ)
   # `sluice run`: the session's wiring; per-platform pieces come from the libraries it links.
-  if(WIN32)
-    # Until the WinDivert session is wired in, `run` on Windows says so and exits 125.
+  if(WIN32 AND TARGET sluice_capture_windivert)
+    add_library(sluice_run STATIC src/session/run.c src/session/run_platform_windows.c)
+    target_link_libraries(sluice_run PUBLIC sluice_proxy sluice_session_windows
+                          sluice_capture_windivert sluice_cli)
+  elseif(WIN32)
+    # Without the WinDivert capture backend, `run` on Windows says so and exits 125.
     add_library(sluice_run STATIC src/session/run_windows.c)
     target_link_libraries(sluice_run PUBLIC sluice_cli sluice_log)
   else()

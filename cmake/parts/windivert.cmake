@@ -28,3 +28,18 @@ target_link_libraries(test_windivert_api PRIVATE sluice_windivert)
 add_dependencies(test_windivert_api fake_windivert fake_windivert_incomplete)
 add_test(NAME test_windivert_api COMMAND test_windivert_api)
 set_tests_properties(test_windivert_api PROPERTIES LABELS windows TIMEOUT 120)
+
+# The capture backend on WinDivert (src/capture/windivert.c), and its test against the fake DLL.
+add_library(sluice_capture_windivert STATIC src/capture/windivert.c)
+target_link_libraries(sluice_capture_windivert PUBLIC sluice_windivert sluice_engine sluice_net
+                      sluice_loop sluice_log sluice_base ws2_32)
+
+add_executable(test_capture_windivert tests/windows/test_capture_windivert.c)
+target_include_directories(test_capture_windivert PRIVATE ${CMAKE_SOURCE_DIR}/tests/unit
+                           ${CMAKE_SOURCE_DIR}/tests/windows)
+target_link_libraries(test_capture_windivert PRIVATE sluice_capture_windivert sluice_packet)
+add_dependencies(test_capture_windivert fake_windivert)
+add_test(NAME test_capture_windivert COMMAND test_capture_windivert)
+# Pass on the harness's last line, not only the exit status (see session_windows.cmake).
+set_tests_properties(test_capture_windivert PROPERTIES LABELS windows TIMEOUT 120
+                     PASS_REGULAR_EXPRESSION "[0-9]+ passed, 0 failed")

@@ -177,4 +177,8 @@ extern const struct capture_ops capture_netns;
 /* The Linux divert backend: the divert engine on NFQUEUE (src/capture/nfqueue.c). */
 extern const struct capture_ops capture_nfqueue;
 
+/* The Windows divert backend: the divert engine on WinDivert (src/capture/windivert.c; Windows
+ * builds only, with the extras of capture_windivert.h). */
+extern const struct capture_ops capture_windivert;
+
 #endif

@@ -317,10 +317,10 @@ static void teardown(struct run *r)
 	udp_relay_free(r->udp);
 	dns_proxy_free(r->dns);
 	relay_free(r->relay);
+	if (r->capture) /* first: its threads may call into the session and platform part */
+		r->capture->ops->close(r->capture); /* and before the loop it may watch on */
 	session_free(r->session); /* before the platform part its callbacks use */
 	run_platform_free(r->platform);
-	if (r->capture)
-		r->capture->ops->close(r->capture); /* before the loop it may watch on */
 	loop_free(r->loop);
 	dns_map_free(r->map);
 	audit_close(r->audit);

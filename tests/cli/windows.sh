@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # windows.sh — the Windows build of sluice run through an emulator (Wine): every check of run.sh,
-# then what `sluice run` says while the WinDivert backend is not built in (exit 125).
+# then `sluice run` against the test double WinDivert.dll built beside sluice.exe (the real
+# driver cannot run here): COMMAND's exit status passes through; each way WinDivert can be
+# missing or refuse gives one line and exit 125.
 #   usage: windows.sh EMULATOR PATH/TO/sluice.exe DIR-OF-THIS-SCRIPT
 set -u
 emulator=$1
@@ -15,14 +17,44 @@ chmod +x "$tmp/sluice"
 "$dir/run.sh" "$tmp/sluice" "$dir"
 status=$?
 
-out=$("$tmp/sluice" run --quiet -- cmd.exe /c exit 0 2>&1)
-run_status=$?
-want="sluice: run on Windows: the windivert backend is not built in yet (issue 5)"
-if [ "$run_status" -ne 125 ] || ! grep -qF -- "$want" <<<"$out"; then
-	echo "FAIL run-not-built-in: exit $run_status, want 125 and '$want'"
-	echo "$out" | sed 's/^/    /'
-	status=1
-else
-	echo "ok   run-not-built-in"
-fi
+# One check of `sluice run`: NAME, the status wanted, a text its output must contain ("" for
+# none), then the command (its environment included).
+check_run() {
+	local name=$1 want_status=$2 want_text=$3 out rc
+	shift 3
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ "$rc" -ne "$want_status" ] ||
+		{ [ -n "$want_text" ] && ! grep -qF -- "$want_text" <<<"$out"; }; then
+		echo "FAIL $name: exit $rc, want $want_status${want_text:+ and '$want_text'}"
+		echo "$out" | sed 's/^/    /'
+		status=1
+	else
+		echo "ok   $name"
+	fi
+}
+
+winpath() {
+	winepath -w "$1" 2>/dev/null
+}
+
+child=$(winpath "$(dirname "$exe")/session_child_helper.exe")
+: >"$tmp/empty.script"
+printf 'open-fail 5\n' >"$tmp/denied.script"
+mkdir -p "$tmp/nodll"
+cp "$exe" "$tmp/nodll/sluice.exe"
+
+check_run "run: COMMAND's exit status passes through" 3 "" \
+	env FAKE_WINDIVERT_SCRIPT="$(winpath "$tmp/empty.script")" \
+	"$tmp/sluice" run --quiet -- "$child" exit 3
+check_run "run: exit 0 passes through" 0 "" \
+	env FAKE_WINDIVERT_SCRIPT="$(winpath "$tmp/empty.script")" \
+	"$tmp/sluice" run --quiet -- "$child" exit 0
+check_run "run: not administrator -> 125 and what to do" 125 "dministrator" \
+	env FAKE_WINDIVERT_SCRIPT="$(winpath "$tmp/denied.script")" \
+	"$tmp/sluice" run -- "$child" exit 0
+check_run "run: no WinDivert.dll -> 125 and its name" 125 "WinDivert.dll was not found" \
+	"$emulator" "$tmp/nodll/sluice.exe" run -- "$child" exit 0
+check_run "run: --mode netns on Windows -> 125" 125 "needs Linux" \
+	"$tmp/sluice" run --mode netns -- "$child" exit 0
 exit "$status"

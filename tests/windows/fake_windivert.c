@@ -1025,6 +1025,9 @@ BOOL WinDivertRecvEx(HANDLE handle, void *packet, UINT packet_len, UINT *recv_le
 			error = ERROR_IO_PENDING;
 			goto out;
 		}
+		/* Delivering may have raised a signal that an overlapped read on another handle
+		 * waits for: complete those before sleeping, or they would wait for this call. */
+		complete_pending();
 		s->blocked++;
 		WakeAllConditionVariable(&changed);
 		SleepConditionVariableSRW(&changed, &lock, INFINITE, 0);
