@@ -917,41 +917,19 @@ static size_t dq_stats(struct capture *cap, struct capture_stat *out, size_t max
 	q = c->n;
 	pthread_mutex_unlock(&c->lock);
 	const struct capture_stat all[] = {
-		{ "divert_packets", s.packets },
-		{ "divert_diverted", s.diverted },
-		{ "divert_replies", s.replies },
-		{ "divert_passed", s.passed },
-		{ "divert_dropped", s.dropped },
-		{ "divert_loopback", s.loopback },
-		{ "divert_to_listener", s.to_listener },
-		{ "divert_other_proto", s.other_proto },
-		{ "divert_fragments", s.fragments },
-		{ "divert_flows_created", s.flows_created },
-		{ "divert_flows_remapped", s.flows_remapped },
-		{ "divert_flows_ended", s.flows_ended },
-		{ "divert_flows_expired", s.flows_expired },
-		{ "divert_flows_evicted", s.flows_evicted },
-		{ "divert_flows_reused", s.flows_reused },
-		{ "divert_linger_overflow", s.linger_overflow },
-		{ "divert_err_malformed", s.errors[ENGINE_ERR_MALFORMED] },
-		{ "divert_err_table_full", s.errors[ENGINE_ERR_TABLE_FULL] },
-		{ "divert_err_no_port", s.errors[ENGINE_ERR_NO_PORT] },
-		{ "divert_err_stray", s.errors[ENGINE_ERR_STRAY] },
-		{ "divert_err_unknown_reply", s.errors[ENGINE_ERR_UNKNOWN_REPLY] },
-		{ "divert_err_no_family", s.errors[ENGINE_ERR_NO_FAMILY] },
-		{ "divert_err_backend", s.errors[ENGINE_ERR_BACKEND] },
-		{ "divert_fail_mode_entered", s.fail_mode_entered },
 		{ "nfqueue_received", q.received },
 		{ "nfqueue_truncated", q.truncated },
 		{ "nfqueue_verdict_sends", q.verdict_sends },
 		{ "nfqueue_verdict_errors", q.verdict_errors },
 		{ "nfqueue_recv_errors", q.recv_errors },
 	};
-	size_t n = sizeof all / sizeof all[0];
+	struct engine_counter ec[ENGINE_COUNTERS_MAX];
+	size_t k = engine_counters(&s, ec, ENGINE_COUNTERS_MAX), n = 0;
 
-	if (n > max)
-		n = max;
-	memcpy(out, all, n * sizeof *out);
+	for (size_t i = 0; i < k && n < max; i++)
+		out[n++] = (struct capture_stat){ ec[i].name, ec[i].value };
+	for (size_t i = 0; i < sizeof all / sizeof all[0] && n < max; i++)
+		out[n++] = all[i];
 	return n;
 }
 

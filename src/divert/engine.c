@@ -754,6 +754,45 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 	out->udp_flows = (uint32_t)nat_count(e->flows[P_UDP]);
 }
 
+size_t engine_counters(const struct engine_stats *s, struct engine_counter *out, size_t max)
+{
+	if (!s || !out)
+		return 0;
+	const struct engine_counter all[] = {
+		{"divert_packets", s->packets},
+		{"divert_diverted", s->diverted},
+		{"divert_replies", s->replies},
+		{"divert_passed", s->passed},
+		{"divert_dropped", s->dropped},
+		{"divert_not_session", s->not_session},
+		{"divert_loopback", s->loopback},
+		{"divert_to_listener", s->to_listener},
+		{"divert_other_proto", s->other_proto},
+		{"divert_fragments", s->fragments},
+		{"divert_flows_created", s->flows_created},
+		{"divert_flows_remapped", s->flows_remapped},
+		{"divert_flows_ended", s->flows_ended},
+		{"divert_flows_expired", s->flows_expired},
+		{"divert_flows_evicted", s->flows_evicted},
+		{"divert_flows_reused", s->flows_reused},
+		{"divert_linger_overflow", s->linger_overflow},
+		{"divert_err_malformed", s->errors[ENGINE_ERR_MALFORMED]},
+		{"divert_err_table_full", s->errors[ENGINE_ERR_TABLE_FULL]},
+		{"divert_err_no_port", s->errors[ENGINE_ERR_NO_PORT]},
+		{"divert_err_stray", s->errors[ENGINE_ERR_STRAY]},
+		{"divert_err_unknown_reply", s->errors[ENGINE_ERR_UNKNOWN_REPLY]},
+		{"divert_err_no_family", s->errors[ENGINE_ERR_NO_FAMILY]},
+		{"divert_err_backend", s->errors[ENGINE_ERR_BACKEND]},
+		{"divert_fail_mode_entered", s->fail_mode_entered},
+	};
+	size_t n = sizeof all / sizeof all[0];
+
+	if (n > max)
+		n = max;
+	memcpy(out, all, n * sizeof *out);
+	return n;
+}
+
 /* ---- creation ---- */
 
 /* Applies the defaults to *c and checks it; 0 or -EINVAL. */

@@ -249,6 +249,18 @@ bool engine_is_session_pid(const struct engine *e, uint32_t pid);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
 
+/* One counter of struct engine_stats by its report name ("divert_packets", ...). */
+struct engine_counter {
+	const char *name; /* static */
+	uint64_t value;
+};
+
+/* Lists the counters of *s under the names both divert backends report (`--stats`,
+ * session_end): up to max into out (ENGINE_COUNTERS_MAX holds them all); returns how many
+ * were written. */
+#define ENGINE_COUNTERS_MAX 32
+size_t engine_counters(const struct engine_stats *s, struct engine_counter *out, size_t max);
+
 /* "malformed", "table_full", ... ; "unknown" outside the enum. Never NULL. */
 const char *engine_error_name(enum engine_error what);
 

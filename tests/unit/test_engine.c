@@ -2017,6 +2017,51 @@ static void test_model(void)
 	}
 }
 
+/* The report names: one per counter, distinct, each carrying its own field; truncated at max. */
+static void test_counters(void)
+{
+	struct engine_stats st;
+	struct engine_counter c[ENGINE_COUNTERS_MAX];
+	static const struct {
+		const char *name;
+		uint64_t want;
+	} rows[] = {
+		{"divert_packets", 101},
+		{"divert_replies", 102},
+		{"divert_flows_remapped", 103},
+		{"divert_err_stray", 104},
+		{"divert_err_backend", 105},
+		{"divert_fail_mode_entered", 106},
+	};
+
+	memset(&st, 0, sizeof st);
+	st.packets = 101;
+	st.replies = 102;
+	st.flows_remapped = 103;
+	st.errors[ENGINE_ERR_STRAY] = 104;
+	st.errors[ENGINE_ERR_BACKEND] = 105;
+	st.fail_mode_entered = 106;
+	size_t n = engine_counters(&st, c, ENGINE_COUNTERS_MAX);
+	CHECK(n > 20 && n <= ENGINE_COUNTERS_MAX);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			CHECK(strcmp(c[i].name, c[j].name) != 0);
+	for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+		check_case("%s", rows[r].name);
+		size_t found = 0;
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(c[i].name, rows[r].name) == 0) {
+				CHECK_EQ(c[i].value, rows[r].want);
+				found++;
+			}
+		CHECK_EQ(found, 1);
+	}
+	check_case("truncated");
+	CHECK_EQ(engine_counters(&st, c, 3), 3);
+	CHECK_STR_EQ(c[0].name, "divert_packets");
+	CHECK_EQ(engine_counters(&st, c, 0), 0);
+}
+
 static const struct check_test tests[] = {
 	{"new_flow_by_kind", test_new_flow_by_kind},
 	{"reply_reverse", test_reply_reverse},
@@ -2049,6 +2094,7 @@ static const struct check_test tests[] = {
 	{"config_checks", test_config_checks},
 	{"error_names", test_error_names},
 	{"model", test_model},
+	{"counters", test_counters},
 };
 
 CHECK_MAIN(tests)
