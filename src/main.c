@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "main.h"
 #include "base/addr.h"
 #include "base/log.h"
 #include "policy/policy.h"
@@ -124,7 +125,7 @@ static int cmd_run(int argc, char **argv)
 	return status;
 }
 
-int main(int argc, char **argv)
+int sluice_main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fputs(usage_text, stderr);

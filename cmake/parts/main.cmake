@@ -19,7 +19,12 @@ if(NOT SLUICE_FUZZ)
                           sluice_capture sluice_cli)
   endif()
 
-  add_executable(sluice src/main.c)
+  if(WIN32)
+    add_executable(sluice src/main.c src/main_windows.c)
+    target_link_libraries(sluice PRIVATE shell32)
+  else()
+    add_executable(sluice src/main.c src/main_posix.c)
+  endif()
   target_link_libraries(sluice PRIVATE sluice_run sluice_cli sluice_policy sluice_log sluice_base)
   # The program's own behaviour, as a user sees it (exit codes, messages); the Windows build's
   # through the emulator (Wine), plus what its `run` says.

@@ -57,4 +57,16 @@ check_run "run: no WinDivert.dll -> 125 and its name" 125 "WinDivert.dll was not
 	"$emulator" "$tmp/nodll/sluice.exe" run -- "$child" exit 0
 check_run "run: --mode netns on Windows -> 125" 125 "needs Linux" \
 	"$tmp/sluice" run --mode netns -- "$child" exit 0
+# Arguments reach COMMAND exactly, as UTF-8 (sluice reads its own command line as UTF-16, not
+# in the ANSI code page): a space, an empty argument, a quote, and a non-ASCII letter.
+out=$(env LC_ALL=C.UTF-8 FAKE_WINDIVERT_SCRIPT="$(winpath "$tmp/empty.script")" \
+	"$tmp/sluice" run --quiet -- "$child" print-args "a b" "" 'q"x' "é" 2>&1 | tr -d '\r')
+want=$(printf 'argc 4\narg 612062\narg \narg 712278\narg c3a9')
+if [ "$out" = "$want" ]; then
+	echo "ok   run: arguments reach COMMAND exactly (UTF-8)"
+else
+	echo "FAIL run: arguments: got"
+	echo "$out" | sed 's/^/    /'
+	status=1
+fi
 exit "$status"
