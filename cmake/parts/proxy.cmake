@@ -14,5 +14,7 @@ if(TARGET sluice_net)
                         sluice_dns sluice_dnsmap sluice_peek sluice_log)
   sluice_unit_test(NAME test_relay SOURCES tests/unit/test_relay.c ${SLUICE_TESTSOCK}
                    LIBS sluice_proxy pthread)
+  sluice_unit_test(NAME test_dns_proxy SOURCES tests/unit/test_dns_proxy.c ${SLUICE_TESTSOCK}
+                   LIBS sluice_proxy)
   sluice_unit_test(NAME test_os SOURCES tests/unit/test_os.c LIBS sluice_net)
 endif()

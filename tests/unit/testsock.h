@@ -29,6 +29,12 @@ void testsock_tcp_refused(loop_sock sv[2]);
 /* A non-blocking TCP socket never connected. */
 loop_sock testsock_tcp_unconnected(void);
 
+/* A non-blocking UDP socket bound to 127.0.0.1 on a free port, which *port receives. */
+loop_sock testsock_udp_bound(uint16_t *port);
+/* sendto / recvfrom 127.0.0.1:port without blocking: bytes, or -EAGAIN / another -errno. */
+long testsock_udp_send(loop_sock s, const void *buf, size_t n, uint16_t port);
+long testsock_udp_recv(loop_sock s, void *buf, size_t n, uint16_t *from_port);
+
 /* Ignores negative values. */
 void testsock_close(loop_sock s);
 /* Closes with a TCP reset (linger 0). */

@@ -89,6 +89,45 @@ loop_sock testsock_tcp_unconnected(void)
 	return fd;
 }
 
+loop_sock testsock_udp_bound(uint16_t *port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof sin;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		die("socket");
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
+		die("bind");
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+long testsock_udp_send(loop_sock s, const void *buf, size_t n, uint16_t port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	ssize_t r;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	r = sendto((int)s, buf, n, MSG_DONTWAIT, (struct sockaddr *)&sin, sizeof sin);
+	return r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : (long)r;
+}
+
+long testsock_udp_recv(loop_sock s, void *buf, size_t n, uint16_t *from_port)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	ssize_t r = recvfrom((int)s, buf, n, MSG_DONTWAIT, (struct sockaddr *)&sin, &len);
+
+	if (r < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	if (from_port)
+		*from_port = ntohs(sin.sin_port);
+	return (long)r;
+}
+
 void testsock_close(loop_sock s)
 {
 	if (s >= 0)

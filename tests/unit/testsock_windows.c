@@ -119,6 +119,50 @@ loop_sock testsock_tcp_unconnected(void)
 	return (loop_sock)s;
 }
 
+loop_sock testsock_udp_bound(uint16_t *port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int len = sizeof sin;
+	SOCKET s;
+
+	start();
+	s = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+	if (s == INVALID_SOCKET)
+		die("socket");
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(s, (struct sockaddr *)&sin, sizeof sin) != 0 ||
+	    getsockname(s, (struct sockaddr *)&sin, &len) != 0)
+		die("bind");
+	set_nonblocking(s);
+	*port = ntohs(sin.sin_port);
+	return (loop_sock)s;
+}
+
+long testsock_udp_send(loop_sock s, const void *buf, size_t n, uint16_t port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int r;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	r = sendto((SOCKET)s, buf, (int)n, 0, (struct sockaddr *)&sin, sizeof sin);
+	if (r == SOCKET_ERROR)
+		return WSAGetLastError() == WSAEWOULDBLOCK ? -EAGAIN : -EIO;
+	return r;
+}
+
+long testsock_udp_recv(loop_sock s, void *buf, size_t n, uint16_t *from_port)
+{
+	struct sockaddr_in sin;
+	int len = sizeof sin;
+	int r = recvfrom((SOCKET)s, buf, (int)n, 0, (struct sockaddr *)&sin, &len);
+
+	if (r == SOCKET_ERROR)
+		return WSAGetLastError() == WSAEWOULDBLOCK ? -EAGAIN : -EIO;
+	if (from_port)
+		*from_port = ntohs(sin.sin_port);
+	return r;
+}
+
 void testsock_close(loop_sock s)
 {
 	if (s >= 0)
