@@ -171,6 +171,16 @@ struct capture_ops {
 	void (*close)(struct capture *cap);
 };
 
+/* Starts a backend's state: its ops, and every listener slot empty. */
+static inline void capture_init(struct capture *cap, const struct capture_ops *ops)
+{
+	cap->ops = ops;
+	for (int kind = 0; kind < CAPTURE_KINDS; kind++)
+		for (int family = 0; family < CAPTURE_FAMILIES; family++)
+			cap->listeners[kind][family] =
+				(struct capture_listener){ .sock = CAPTURE_NO_SOCK };
+}
+
 /* The Linux network-namespace backend (src/capture/netns.c). */
 extern const struct capture_ops capture_netns;
 

@@ -136,11 +136,8 @@ static int netns_open(struct capture **out, const struct capture_config *cfg)
 	c = calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
-	c->base.ops = &capture_netns;
+	capture_init(&c->base, &capture_netns);
 	session_net_init(&c->net);
-	for (int kind = 0; kind < CAPTURE_KINDS; kind++)
-		for (int family = 0; family < CAPTURE_FAMILIES; family++)
-			c->base.listeners[kind][family].sock = CAPTURE_NO_SOCK;
 	for (size_t i = 0; i < NETNS_REPLY_SOCKETS; i++)
 		c->replies[i].fd = -1;
 

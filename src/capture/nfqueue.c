@@ -738,12 +738,9 @@ static int dq_open(struct capture **out, const struct capture_config *cfg)
 	c = calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
-	c->base.ops = &capture_nfqueue;
+	capture_init(&c->base, &capture_nfqueue);
 	c->stop_fd = c->notify_fd = -1;
 	session_net_init(&c->net);
-	for (int kind = 0; kind < CAPTURE_KINDS; kind++)
-		for (int family = 0; family < CAPTURE_FAMILIES; family++)
-			c->base.listeners[kind][family].sock = CAPTURE_NO_SOCK;
 	c->fail_open = cfg->fail_open;
 	c->on_fail_mode = cfg->on_fail_mode;
 	c->ctx = cfg->ctx;

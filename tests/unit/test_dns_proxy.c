@@ -122,10 +122,7 @@ static bool rig_open(struct rig *r)
 	struct dns_map_config mc;
 
 	memset(r, 0, sizeof *r);
-	r->cap.base.ops = &test_capture_ops;
-	for (int k = 0; k < CAPTURE_KINDS; k++)
-		for (int f = 0; f < CAPTURE_FAMILIES; f++)
-			r->cap.base.listeners[k][f].sock = CAPTURE_NO_SOCK;
+	capture_init(&r->cap.base, &test_capture_ops);
 	r->cap.base.listeners[CAPTURE_DNS_UDP][CAPTURE_IPV4].sock =
 		testsock_udp_bound(&r->proxy_port);
 	r->cap.base.listeners[CAPTURE_DNS_UDP][CAPTURE_IPV4].port = r->proxy_port;
