@@ -31,7 +31,7 @@ set_tests_properties(test_windivert_api PROPERTIES LABELS windows TIMEOUT 120)
 
 # The capture backend on WinDivert (src/capture/windivert.c), and its test against the fake DLL.
 add_library(sluice_capture_windivert STATIC src/capture/windivert.c)
-target_link_libraries(sluice_capture_windivert PUBLIC sluice_windivert sluice_engine sluice_net
+target_link_libraries(sluice_capture_windivert PUBLIC sluice_windivert sluice_engine sluice_dnswatch sluice_net
                       sluice_loop sluice_log sluice_base ws2_32)
 
 add_executable(test_capture_windivert tests/windows/test_capture_windivert.c)

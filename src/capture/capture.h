@@ -83,6 +83,12 @@ struct capture_config {
 	bool fail_open;
 	void (*on_fail_mode)(void *ctx, bool entered, const char *reason);
 	void *ctx;
+
+	/* Backends that see the machine's own resolver at work (windivert): an answer the system
+	 * resolver (the DNS Client service) received, for a query it sent while the session ran,
+	 * matched to that query as src/proxy/dns_watch.h says; the session's DNS map learns from
+	 * it. Called on the loop's thread with ctx; msg[0..len) is borrowed. NULL: not watched. */
+	void (*on_dns_answer)(void *ctx, const uint8_t *msg, size_t len);
 };
 
 /* One counter a backend reports for the session's end (`--stats`, session_end). */

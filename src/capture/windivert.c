@@ -21,9 +21,16 @@
  * often carry offloaded, invalid ones, §7) and their checksum-valid flags cleared so that the
  * driver computes them too. Passed packets go back unchanged with their captured address.
  *
- * DNS: most programs resolve through the DNS Client service, whose packets carry that service's
- * pid: they are no session's and pass. A session process's own DNS (destination port 53, any
- * destination, loopback resolvers included) is diverted to the DNS listeners.
+ * DNS: a session process's own DNS (destination port 53, any destination, loopback resolvers
+ * included) is diverted to the DNS listeners. Most programs, though, resolve through the DNS
+ * Client service, whose packets carry that service's pid: they are no session's and pass. So
+ * that the session's DNS map still learns what the system resolver was told, a third handle
+ * (NETWORK, SNIFF|RECV_ONLY, read by the DNS thread) sees inbound UDP from port 53, and the
+ * packet thread remembers each non-loopback UDP query to port 53 it passes for a process that
+ * is neither the session's nor sluice's (the DNS proxy's own queries are not watched: what it
+ * records went through the policy); an answer that matches a remembered query (dns_watch.h:
+ * flow, id, question) is handed to the loop's thread (on_dns_answer). Loopback resolvers are
+ * not watched: any local process, the session's included, could answer in their place.
  *
  * Threads: the socket thread and the packet thread never wait for the loop's thread. The engine
  * is shared with the loop's thread (lookups, the PID set) under `lock`; the pid map is shared by
@@ -53,12 +60,14 @@
 #include "capture/windivert_api.h"
 #include "divert/engine.h"
 #include "divert/packet.h"
+#include "proxy/dns_watch.h"
 
 #ifndef SIO_UDP_CONNRESET
 #define SIO_UDP_CONNRESET _WSAIOW(IOC_VENDOR, 12)
 #endif
 
 #define WDC_PRIORITY 0
+#define WDC_DNS_PRIORITY (-1)        /* the DNS watch: after the diverting handle */
 #define WDC_ADDR_SIZE ((UINT)sizeof(struct wd_address))
 #define WDC_BATCH 64                 /* packets per RecvEx / SendEx */
 #define WDC_RX_SIZE (4 * WD_MTU_MAX) /* a whole packet of any size always fits */
@@ -74,6 +83,7 @@
 #define WDC_QUEUE_SIZE (16u << 20)
 #define WDC_FILTER_MAX 1024
 #define WDC_EVENTS 16
+#define WDC_ANSWERS 64               /* matched answers waiting for the loop's thread */
 
 /* ---- the pid map ---- */
 
@@ -128,6 +138,13 @@ struct wdc_counters {
 	uint64_t socket_events;
 	uint64_t socket_errors;
 	uint64_t owner_checks;
+	uint64_t dns_answers_dropped; /* matched, but the loop's thread was WDC_ANSWERS behind */
+	uint64_t dns_recv_errors;
+};
+
+struct wdc_answer {
+	uint8_t *msg;
+	size_t len;
 };
 
 struct wdc_event {
@@ -138,7 +155,7 @@ struct wdc_event {
 struct wdc_capture {
 	struct capture base;
 	struct wd_api api;
-	HANDLE sock_h, net_h;
+	HANDLE sock_h, net_h, dns_h;
 	struct engine *engine;
 	bool fail_open;
 	bool have_ipv6;
@@ -150,7 +167,7 @@ struct wdc_capture {
 	struct pid_map map; /* under map_lock */
 	volatile LONG holding; /* packets held: the socket thread wakes the packet thread */
 
-	HANDLE sock_thread, pkt_thread;
+	HANDLE sock_thread, pkt_thread, dns_thread;
 	struct wd_address sock_ev[WDC_SOCK_BATCH]; /* the socket thread's */
 	HANDLE recv_event, wake_event;
 	volatile LONG stopping;
@@ -177,6 +194,17 @@ struct wdc_capture {
 	unsigned n_events;
 	void (*on_fail_mode)(void *ctx, bool entered, const char *reason);
 	void *ctx;
+
+	/* the DNS watch: queries remembered by the packet thread, answers checked by the DNS
+	 * thread, both under dns_lock; matched answers queued under lock for the loop's thread */
+	CRITICAL_SECTION dns_lock;
+	struct dns_watch *watch; /* NULL: not watching */
+	struct dns_message dns_scratch;
+	uint8_t *dns_rx;
+	struct wd_address dns_addr[WDC_BATCH];
+	struct wdc_answer answers[WDC_ANSWERS];
+	unsigned n_answers;
+	void (*on_dns_answer)(void *ctx, const uint8_t *msg, size_t len);
 };
 
 static struct wdc_capture *wdc_of(struct capture *cap)
@@ -475,20 +503,40 @@ static void finish_rewrite(uint8_t *buf, UINT len, struct wd_address *addr)
 		addr->flags |= WD_ADDR_LOOPBACK;
 }
 
+/* A passed packet of another process: when it is a DNS query over UDP to a non-loopback
+ * resolver, the DNS watch remembers it (the packet itself is not touched). */
+static void watch_query(struct wdc_capture *c, const uint8_t *buf, UINT len)
+{
+	struct pkt p;
+
+	if (pkt_parse(buf, len, &p) != PKT_OK || p.l4_proto != PKT_PROTO_UDP || p.dport != 53 ||
+	    addr_is_loopback(&p.src) || addr_is_loopback(&p.dst))
+		return;
+	struct dns_watch_flow f = { .client = p.src, .client_port = p.sport,
+				    .server = p.dst, .server_port = p.dport };
+	EnterCriticalSection(&c->dns_lock);
+	dns_watch_query(c->watch, &f, buf + p.payload_off, p.payload_len, now_ms());
+	LeaveCriticalSection(&c->dns_lock);
+}
+
 /* The engine decides one packet (under the lock); the verdict is applied. */
 static void handle_packet(struct wdc_capture *c, uint8_t *buf, UINT len,
 			  const struct wd_address *captured, uint32_t pid)
 {
 	struct engine_packet p = { .buf = buf, .len = len, .pid = pid };
 	struct wd_address addr = *captured;
+	bool other;
 
 	EnterCriticalSection(&c->lock);
 	enum engine_verdict v = engine_process(c->engine, &p, now_ms());
+	other = pid && pid != GetCurrentProcessId() && !engine_is_session_pid(c->engine, pid);
 	LeaveCriticalSection(&c->lock);
 	if (v == ENGINE_DROP)
 		return;
 	if (v == ENGINE_REWRITE)
 		finish_rewrite(buf, len, &addr);
+	else if (other && c->watch)
+		watch_query(c, buf, len);
 	tx_add(c, buf, len, &addr);
 }
 
@@ -834,6 +882,92 @@ static DWORD WINAPI socket_thread(void *arg)
 	return 0;
 }
 
+/* ---- the DNS thread ---- */
+
+static void notify_loop(struct wdc_capture *c)
+{
+	char one = 1;
+
+	if (c->notify_tx != INVALID_SOCKET)
+		send(c->notify_tx, &one, 1, 0); /* a full buffer: a wake-up is pending anyway */
+}
+
+/* One sniffed inbound datagram from port 53: queued for the loop's thread when it answers a
+ * query the packet thread remembered. */
+static void dns_inbound(struct wdc_capture *c, const uint8_t *buf, UINT len, uint64_t now)
+{
+	struct pkt p;
+	int rc;
+
+	if (pkt_parse(buf, len, &p) != PKT_OK || p.l4_proto != PKT_PROTO_UDP || p.sport != 53 ||
+	    addr_is_loopback(&p.src))
+		return;
+	struct dns_watch_flow f = { .client = p.dst, .client_port = p.dport,
+				    .server = p.src, .server_port = p.sport };
+	EnterCriticalSection(&c->dns_lock);
+	rc = dns_watch_answer(c->watch, &f, buf + p.payload_off, p.payload_len, now,
+			      &c->dns_scratch);
+	LeaveCriticalSection(&c->dns_lock);
+	if (rc != 0)
+		return;
+	uint8_t *copy = malloc(p.payload_len);
+	bool queued = false;
+
+	EnterCriticalSection(&c->lock);
+	if (copy && c->n_answers < WDC_ANSWERS) {
+		memcpy(copy, buf + p.payload_off, p.payload_len);
+		c->answers[c->n_answers++] = (struct wdc_answer){ copy, p.payload_len };
+		queued = true;
+	} else {
+		c->n.dns_answers_dropped++;
+	}
+	LeaveCriticalSection(&c->lock);
+	if (queued)
+		notify_loop(c);
+	else
+		free(copy);
+}
+
+/* Reads the DNS watch handle in batches until it is shut down. */
+static DWORD WINAPI dns_thread(void *arg)
+{
+	struct wdc_capture *c = arg;
+	unsigned errors = 0;
+
+	for (;;) {
+		UINT got = 0, alen = sizeof c->dns_addr;
+
+		if (!c->api.recv_ex(c->dns_h, c->dns_rx, WDC_RX_SIZE, &got, 0, c->dns_addr, &alen,
+				    NULL)) {
+			DWORD err = GetLastError();
+
+			if (recv_ended(err) || ++errors > WDC_MAX_ERRORS) {
+				if (err != ERROR_NO_DATA && !c->stopping)
+					log_error("windivert: watching DNS answers failed (Windows "
+						  "error %lu)", (unsigned long)err);
+				break;
+			}
+			EnterCriticalSection(&c->lock);
+			c->n.dns_recv_errors++;
+			LeaveCriticalSection(&c->lock);
+			continue;
+		}
+		errors = 0;
+		UINT n = alen / WDC_ADDR_SIZE, off = 0;
+		uint64_t now = now_ms();
+
+		if (n > WDC_BATCH)
+			n = WDC_BATCH;
+		for (UINT i = 0; i < n && off < got; i++) {
+			UINT plen = packet_length(c->dns_rx + off, got - off);
+
+			dns_inbound(c, c->dns_rx + off, plen, now);
+			off += plen;
+		}
+	}
+	return 0;
+}
+
 /* ---- fail mode ---- */
 
 /* Called by the engine with the lock held, on whichever thread made the transition; when more
@@ -841,22 +975,21 @@ static DWORD WINAPI socket_thread(void *arg)
 static void on_engine_fail_mode(void *ctx, bool entered, const char *reason)
 {
 	struct wdc_capture *c = ctx;
-	char one = 1;
 
 	if (c->n_events < WDC_EVENTS)
 		c->events[c->n_events++] = (struct wdc_event){ entered, reason };
 	else
 		c->events[WDC_EVENTS - 1] = (struct wdc_event){ entered, reason };
-	if (c->notify_tx != INVALID_SOCKET)
-		send(c->notify_tx, &one, 1, 0); /* a full buffer: a wake-up is pending anyway */
+	notify_loop(c);
 }
 
 static void on_notify(struct loop *loop, struct loop_io *io, unsigned events)
 {
 	struct wdc_capture *c = io->arg;
 	struct wdc_event ev[WDC_EVENTS];
+	struct wdc_answer answers[WDC_ANSWERS];
 	char drain[64];
-	unsigned n;
+	unsigned n, n_answers;
 
 	(void)loop;
 	(void)events;
@@ -866,10 +999,17 @@ static void on_notify(struct loop *loop, struct loop_io *io, unsigned events)
 	n = c->n_events;
 	memcpy(ev, c->events, n * sizeof ev[0]);
 	c->n_events = 0;
+	n_answers = c->n_answers;
+	memcpy(answers, c->answers, n_answers * sizeof answers[0]);
+	c->n_answers = 0;
 	LeaveCriticalSection(&c->lock);
 	for (unsigned i = 0; i < n; i++)
 		if (c->on_fail_mode)
 			c->on_fail_mode(c->ctx, ev[i].entered, ev[i].reason);
+	for (unsigned i = 0; i < n_answers; i++) {
+		c->on_dns_answer(c->ctx, answers[i].msg, answers[i].len);
+		free(answers[i].msg);
+	}
 }
 
 /* A connected pair of loopback UDP sockets: the packet thread sends, the loop reads. Its port
@@ -1064,11 +1204,11 @@ static int make_engine(struct wdc_capture *c)
 /* ---- the ops ---- */
 
 static HANDLE open_handle(struct wdc_capture *c, const char *filter, enum wd_layer layer,
-			  uint64_t flags, const char *what, int *err)
+			  int16_t priority, uint64_t flags, const char *what, int *err)
 {
 	enum wd_failure failure;
 	DWORD win_error;
-	HANDLE h = wd_open(&c->api, filter, layer, WDC_PRIORITY, flags, &failure, &win_error);
+	HANDLE h = wd_open(&c->api, filter, layer, priority, flags, &failure, &win_error);
 
 	if (!h) {
 		log_error("windivert: %s handle: %s (Windows error %lu)", what,
@@ -1092,6 +1232,12 @@ static void wdc_close(struct capture *cap)
 		c->api.shutdown(c->sock_h, WD_SHUTDOWN_RECV);
 	if (c->net_h)
 		c->api.shutdown(c->net_h, WD_SHUTDOWN_RECV);
+	if (c->dns_h)
+		c->api.shutdown(c->dns_h, WD_SHUTDOWN_RECV);
+	if (c->dns_thread) {
+		WaitForSingleObject(c->dns_thread, INFINITE);
+		CloseHandle(c->dns_thread);
+	}
 	if (c->sock_thread) {
 		WaitForSingleObject(c->sock_thread, INFINITE);
 		CloseHandle(c->sock_thread);
@@ -1108,6 +1254,8 @@ static void wdc_close(struct capture *cap)
 		c->api.shutdown(c->net_h, WD_SHUTDOWN_BOTH);
 		c->api.close(c->net_h); /* the driver reinjects what it still queued */
 	}
+	if (c->dns_h)
+		c->api.close(c->dns_h);
 	wd_unload(&c->api);
 	if (c->loop)
 		loop_io_stop(c->loop, &c->notify_io);
@@ -1123,15 +1271,48 @@ static void wdc_close(struct capture *cap)
 		close_listeners(c, f);
 	for (unsigned i = 0; i < c->n_held; i++)
 		free(c->hold[i].buf);
+	for (unsigned i = 0; i < c->n_answers; i++)
+		free(c->answers[i].msg);
 	if (c->locks_made) {
 		DeleteCriticalSection(&c->lock);
 		DeleteCriticalSection(&c->map_lock);
+		DeleteCriticalSection(&c->dns_lock);
 	}
+	dns_watch_free(c->watch);
+	free(c->dns_rx);
 	map_free(&c->map);
 	engine_free(c->engine);
 	free(c->rx);
 	free(c->tx);
 	free(c);
+}
+
+#define DNS_WATCH_FILTER "inbound and !loopback and udp.SrcPort == 53"
+
+/* The DNS watch (see the top): its table, buffer and sniffing handle. A handle the driver
+ * refuses is not fatal: the session runs, its DNS map only lacks the system resolver's answers
+ * (connections are then decided on fewer names, never on more). */
+static int open_dns_watch(struct wdc_capture *c, const struct capture_config *cfg)
+{
+	uint64_t seed = 0;
+	int err;
+
+	os_random(&seed, sizeof seed);
+	c->dns_rx = malloc(WDC_RX_SIZE);
+	err = c->dns_rx ? dns_watch_new(&c->watch, 0, seed) : -ENOMEM;
+	if (err)
+		return err;
+	c->dns_h = open_handle(c, DNS_WATCH_FILTER, WD_LAYER_NETWORK, WDC_DNS_PRIORITY,
+			       WD_FLAG_SNIFF | WD_FLAG_RECV_ONLY, "DNS watch", &err);
+	if (!c->dns_h) {
+		log_warn("windivert: not watching the system resolver: names it finds for the "
+			 "session are not in the DNS map");
+		dns_watch_free(c->watch);
+		c->watch = NULL;
+		return 0;
+	}
+	c->on_dns_answer = cfg->on_dns_answer;
+	return 0;
 }
 
 static int wdc_open(struct capture **out, const struct capture_config *cfg)
@@ -1156,6 +1337,7 @@ static int wdc_open(struct capture **out, const struct capture_config *cfg)
 	c->hold_ms = CAPTURE_WINDIVERT_HOLD_MS;
 	InitializeCriticalSection(&c->lock);
 	InitializeCriticalSection(&c->map_lock);
+	InitializeCriticalSection(&c->dns_lock);
 	c->locks_made = true;
 
 	enum wd_failure failure = wd_load(&c->api, &win_error);
@@ -1199,13 +1381,18 @@ static int wdc_open(struct capture **out, const struct capture_config *cfg)
 		goto fail;
 	}
 	/* The socket handle first: no CONNECT of a diverted flow may be missed. */
-	c->sock_h = open_handle(c, SOCKET_FILTER, WD_LAYER_SOCKET, WD_FLAG_SNIFF | WD_FLAG_RECV_ONLY,
-				"socket-layer", &err);
+	c->sock_h = open_handle(c, SOCKET_FILTER, WD_LAYER_SOCKET, WDC_PRIORITY,
+				WD_FLAG_SNIFF | WD_FLAG_RECV_ONLY, "socket-layer", &err);
 	if (!c->sock_h)
 		goto fail;
-	c->net_h = open_handle(c, filter, WD_LAYER_NETWORK, 0, "network-layer", &err);
+	c->net_h = open_handle(c, filter, WD_LAYER_NETWORK, WDC_PRIORITY, 0, "network-layer", &err);
 	if (!c->net_h)
 		goto fail;
+	if (cfg->on_dns_answer) {
+		err = open_dns_watch(c, cfg);
+		if (err)
+			goto fail;
+	}
 	if (!c->api.set_param(c->net_h, WD_PARAM_QUEUE_LENGTH, WDC_QUEUE_LENGTH) ||
 	    !c->api.set_param(c->net_h, WD_PARAM_QUEUE_SIZE, WDC_QUEUE_SIZE))
 		log_debug("windivert: queue parameters: Windows error %lu",
@@ -1233,6 +1420,11 @@ static int wdc_attach(struct capture *cap, struct loop *loop)
 	c->pkt_thread = CreateThread(NULL, 0, packet_thread, c, 0, NULL);
 	if (!c->pkt_thread)
 		return -EAGAIN;
+	if (c->dns_h) {
+		c->dns_thread = CreateThread(NULL, 0, dns_thread, c, 0, NULL);
+		if (!c->dns_thread)
+			return -EAGAIN;
+	}
 	return 0;
 }
 
@@ -1385,6 +1577,7 @@ static size_t wdc_stats(struct capture *cap, struct capture_stat *out, size_t ma
 	struct wdc_capture *c = wdc_of(cap);
 	struct engine_stats s;
 	struct wdc_counters q;
+	struct dns_watch_stats w = { 0 };
 	uint64_t evicted;
 
 	EnterCriticalSection(&c->lock);
@@ -1394,6 +1587,11 @@ static size_t wdc_stats(struct capture *cap, struct capture_stat *out, size_t ma
 	EnterCriticalSection(&c->map_lock);
 	evicted = c->map.evicted;
 	LeaveCriticalSection(&c->map_lock);
+	if (c->watch) {
+		EnterCriticalSection(&c->dns_lock);
+		dns_watch_get_stats(c->watch, &w);
+		LeaveCriticalSection(&c->dns_lock);
+	}
 	const struct capture_stat all[] = {
 		{ "windivert_received", q.received },
 		{ "windivert_recv_calls", q.recv_calls },
@@ -1407,6 +1605,12 @@ static size_t wdc_stats(struct capture *cap, struct capture_stat *out, size_t ma
 		{ "windivert_socket_errors", q.socket_errors },
 		{ "windivert_owner_checks", q.owner_checks },
 		{ "windivert_pid_map_evicted", evicted },
+		{ "windivert_dns_queries_watched", w.queries },
+		{ "windivert_dns_answers_matched", w.matched },
+		{ "windivert_dns_answers_unmatched", w.unmatched + w.late },
+		{ "windivert_dns_answers_malformed", w.malformed },
+		{ "windivert_dns_answers_dropped", q.dns_answers_dropped },
+		{ "windivert_dns_recv_errors", q.dns_recv_errors },
 	};
 	struct engine_counter ec[ENGINE_COUNTERS_MAX];
 	size_t k = engine_counters(&s, ec, ENGINE_COUNTERS_MAX), n = 0;

@@ -39,6 +39,8 @@ struct run {
 	struct run_platform *platform;
 	struct loop_io session_io;
 	char id[33];
+	struct dns_message *system_answer; /* scratch for hook_system_dns_answer */
+	uint64_t system_answers, system_names;
 };
 
 static int64_t hook_wall_ms(void *ctx)
@@ -100,6 +102,23 @@ static void hook_fail_mode(void *ctx, bool entered, const char *reason)
 		log_warn("divert engine left fail mode");
 }
 
+/* An answer the system resolver received (Windows: the DNS Client service resolves for the
+ * session's programs out of sluice's sight; the capture matched the answer to its query): the
+ * DNS map learns from it as from the DNS proxy's answers. */
+static void hook_system_dns_answer(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct run *r = ctx;
+	if (!r->system_answer) {
+		r->system_answer = malloc(sizeof *r->system_answer);
+		if (!r->system_answer)
+			return;
+	}
+	if (dns_parse_response(msg, len, r->system_answer) != 0)
+		return;
+	r->system_answers++;
+	r->system_names += dns_map_record_response(r->map, r->system_answer, loop_now(r->loop));
+}
+
 static void on_session(struct loop *loop, struct loop_io *io, unsigned events)
 {
 	(void)events;
@@ -146,6 +165,7 @@ static int setup(struct run *r)
 	struct capture_config cap_cfg = {
 		.fail_open = o->fail == RUN_FAIL_OPEN,
 		.on_fail_mode = hook_fail_mode,
+		.on_dns_answer = hook_system_dns_answer,
 		.ctx = r,
 	};
 	rc = backend->open(&r->capture, &cap_cfg);
@@ -276,6 +296,8 @@ static size_t collect_stats(struct run *r, struct audit_stat *out, size_t max)
 		{"udp_flows_allowed", (int64_t)us.flows_allowed},
 		{"udp_flows_denied", (int64_t)us.flows_denied},
 		{"udp_dropped", (int64_t)us.datagrams_dropped},
+		{"dns_system_answers", (int64_t)r->system_answers},
+		{"dns_system_names", (int64_t)r->system_names},
 	};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof proxy_stats / sizeof proxy_stats[0] && n < max; i++)
@@ -323,6 +345,7 @@ static void teardown(struct run *r)
 	run_platform_free(r->platform);
 	loop_free(r->loop);
 	dns_map_free(r->map);
+	free(r->system_answer);
 	audit_close(r->audit);
 }
 

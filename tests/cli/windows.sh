@@ -2,7 +2,7 @@
 # windows.sh — the Windows build of sluice run through an emulator (Wine): every check of run.sh,
 # then `sluice run` against the test double WinDivert.dll built beside sluice.exe (the real
 # driver cannot run here): COMMAND's exit status passes through; each way WinDivert can be
-# missing or refuse gives one line and exit 125.
+# missing or refuse gives one line and exit 125; the system resolver's answers reach the DNS map.
 #   usage: windows.sh EMULATOR PATH/TO/sluice.exe DIR-OF-THIS-SCRIPT
 set -u
 emulator=$1
@@ -66,6 +66,59 @@ if [ "$out" = "$want" ]; then
 	echo "ok   run: arguments reach COMMAND exactly (UTF-8)"
 else
 	echo "FAIL run: arguments: got"
+	echo "$out" | sed 's/^/    /'
+	status=1
+fi
+
+# The DNS watch through `sluice run`: another process's query to 192.0.2.53 passes and is
+# remembered, the resolver's answer (system.test A 203.0.113.7) reaches the session's DNS map
+# (--stats: dns_system_answers, dns_system_names), a forged id does not. COMMAND stays a second,
+# so that the answers are handled while the session runs.
+python3 - "$tmp/dns.script" <<'PY'
+import struct, sys
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+def udp(src, sport, dst, dport, payload):
+    s, d = bytes(map(int, src.split("."))), bytes(map(int, dst.split(".")))
+    ulen = 8 + len(payload)
+    u = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
+    u = u[:6] + struct.pack("!H", csum(s + d + struct.pack("!BBH", 0, 17, ulen) + u)) + u[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 1, 0, 64, 17, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return (ip + u).hex()
+
+def dns(qid, name, answer):
+    q = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0\0\1\0\1"
+    head = struct.pack("!HHHHHH", qid, 0x8180 if answer else 0x0100, 1, 1 if answer else 0, 0, 0)
+    rr = bytes([0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 0x2C, 0, 4, 203, 0, 113, 7]) if answer else b""
+    return head + q + rr
+
+with open(sys.argv[1], "w") as f:
+    f.write("handle socket\n")
+    f.write("connect pid=900 proto=udp local=10.0.0.2:50001 remote=192.0.2.53:53\n")
+    f.write("signal connected\nhandle network\nwait connected\n")
+    f.write("packet out hex " + udp("10.0.0.2", 50001, "192.0.2.53", 53,
+                                    dns(0x1111, "system.test", False)) + "\n")
+    f.write("signal passed\nhandle network\nwait passed\n")
+    f.write("packet in hex " + udp("192.0.2.53", 53, "10.0.0.2", 50001,
+                                   dns(0x1112, "system.test", True)) + "\n")
+    f.write("packet in hex " + udp("192.0.2.53", 53, "10.0.0.2", 50001,
+                                   dns(0x1111, "system.test", True)) + "\n")
+PY
+out=$(env FAKE_WINDIVERT_SCRIPT="$(winpath "$tmp/dns.script")" \
+	"$tmp/sluice" run --quiet --stats -- "$child" sleep 1000 2>&1 | tr -d '\r')
+if grep -Eq 'dns_system_answers +1$' <<<"$out" && grep -Eq 'dns_system_names +1$' <<<"$out" &&
+	grep -Eq 'windivert_dns_answers_unmatched +1$' <<<"$out"; then
+	echo "ok   run: an answer the system resolver received reaches the DNS map, a forged one not"
+else
+	echo "FAIL run: the system resolver's answer: got"
 	echo "$out" | sed 's/^/    /'
 	status=1
 fi

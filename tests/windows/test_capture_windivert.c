@@ -3,7 +3,8 @@
  * Each test writes the fake's script (FAKE_WINDIVERT_SCRIPT), opens and attaches the capture,
  * waits for what the backend sends back (the fake's sent log) and closes it. The script is read at
  * the capture's first WinDivertOpen, so ports it names are chosen free beforehand and asked for as
- * the preferred ones. Handles: 0 is the SOCKET handle, 1 the NETWORK handle (opened in that order).
+ * the preferred ones. Handles: 0 is the SOCKET handle, 1 the NETWORK handle (opened in that order),
+ * 2 the DNS watch when the test asks for it.
  */
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -47,6 +48,10 @@ struct rig {
 	struct capture *cap;
 	struct loop *loop;
 	uint16_t tcp_port;
+	bool watch_dns;
+	int answers;           /* on_dns_answer calls */
+	uint8_t answer[512];   /* the last one's bytes */
+	size_t answer_len;
 };
 
 /* A sent packet, as the fake logged it. */
@@ -143,6 +148,74 @@ static size_t make_packet(uint8_t *buf, const char *src, uint16_t sport, const c
 	return len;
 }
 
+/* A UDP packet src:sport -> dst:dport (IPv4) carrying payload, with correct checksums. */
+static size_t make_udp(uint8_t *buf, size_t cap, const char *src, uint16_t sport,
+		       const char *dst, uint16_t dport, const uint8_t *payload, size_t plen)
+{
+	struct addr s, d;
+	struct pkt p;
+	size_t len = 28 + plen;
+
+	addr_of(&s, src);
+	addr_of(&d, dst);
+	CHECK(len <= cap);
+	if (len > cap)
+		return 0;
+	memset(buf, 0, 28);
+	buf[0] = 0x45;
+	buf[2] = (uint8_t)(len >> 8);
+	buf[3] = (uint8_t)len;
+	buf[8] = 64;
+	buf[9] = 17;
+	memcpy(buf + 12, s.bytes, 4);
+	memcpy(buf + 16, d.bytes, 4);
+	buf[20] = (uint8_t)(sport >> 8);
+	buf[21] = (uint8_t)sport;
+	buf[22] = (uint8_t)(dport >> 8);
+	buf[23] = (uint8_t)dport;
+	buf[24] = (uint8_t)((8 + plen) >> 8);
+	buf[25] = (uint8_t)(8 + plen);
+	memcpy(buf + 28, payload, plen);
+	CHECK_EQ(pkt_parse(buf, len, &p), PKT_OK);
+	CHECK_EQ(pkt_checksum_fill(buf, &p, true), 0);
+	return len;
+}
+
+/* A DNS query for name (type A) with id; with `answer`, its response with one A record
+ * 203.0.113.7. Returns the length. */
+static size_t make_dns(uint8_t *out, uint16_t id, const char *name, bool answer)
+{
+	static const uint8_t rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4,
+				      203, 0, 113, 7 };
+	size_t n = 12;
+
+	memset(out, 0, 12);
+	out[0] = (uint8_t)(id >> 8);
+	out[1] = (uint8_t)id;
+	out[2] = answer ? 0x81 : 0x01;
+	out[3] = answer ? 0x80 : 0;
+	out[5] = 1;
+	out[7] = answer ? 1 : 0;
+	for (const char *p = name; *p;) {
+		const char *dot = strchr(p, '.');
+		size_t len = dot ? (size_t)(dot - p) : strlen(p);
+		out[n++] = (uint8_t)len;
+		memcpy(out + n, p, len);
+		n += len;
+		p += len + (dot ? 1 : 0);
+	}
+	out[n++] = 0;
+	out[n++] = 0;
+	out[n++] = 1;
+	out[n++] = 0;
+	out[n++] = 1;
+	if (answer) {
+		memcpy(out + n, rr, sizeof rr);
+		n += sizeof rr;
+	}
+	return n;
+}
+
 /* Appends "packet FLAGS hex ..." for the packet to the script. */
 static void add_packet(char *script, const char *flags, const uint8_t *buf, size_t len)
 {
@@ -195,11 +268,26 @@ static uint16_t free_port(int type, SOCKET *kept)
 	return ntohs(a.sin_port);
 }
 
-static bool rig_open(struct rig *r, const char *script, unsigned hold_ms)
+static void on_answer(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct rig *r = ctx;
+
+	r->answers++;
+	r->answer_len = len < sizeof r->answer ? len : sizeof r->answer;
+	memcpy(r->answer, msg, r->answer_len);
+}
+
+/* With watch_dns, the capture watches the system resolver and reports answers to on_answer. */
+static bool rig_open_with(struct rig *r, const char *script, unsigned hold_ms, bool watch_dns)
 {
 	struct capture_config cfg = { 0 };
 
 	memset(r, 0, sizeof *r);
+	r->watch_dns = watch_dns;
+	if (watch_dns) {
+		cfg.on_dns_answer = on_answer;
+		cfg.ctx = r;
+	}
 	CHECK_EQ(fake.reset(), 0);
 	use_script(script);
 	r->tcp_port = free_port(SOCK_STREAM, NULL);
@@ -217,6 +305,11 @@ static bool rig_open(struct rig *r, const char *script, unsigned hold_ms)
 	return true;
 }
 
+static bool rig_open(struct rig *r, const char *script, unsigned hold_ms)
+{
+	return rig_open_with(r, script, hold_ms, false);
+}
+
 /* Closes the capture and checks that both handles were shut down both ways and closed. */
 static void rig_close(struct rig *r)
 {
@@ -224,11 +317,11 @@ static void rig_close(struct rig *r)
 
 	capture_windivert.close(r->cap);
 	loop_free(r->loop);
-	CHECK_EQ(fake.open_count(), 2);
+	CHECK_EQ(fake.open_count(), r->watch_dns ? 3 : 2);
 	for (int i = 0; i < fake.open_count(); i++) {
 		CHECK_EQ(fake.opened(i, &info), 0);
 		CHECK_EQ(info.closed, 1);
-		CHECK_EQ(info.shutdown_how, 3);
+		CHECK_EQ(info.shutdown_how, i == 2 ? 1 : 3); /* the sniffing handle never sends */
 	}
 }
 
@@ -655,6 +748,93 @@ static void test_missing_dll(void)
 	RemoveDirectoryW(dir);
 }
 
+/* The DNS watch: a query of another process (the DNS Client service) is remembered as it passes;
+ * of the inbound datagrams from port 53 only the answer matching it (flow, id, question) reaches
+ * on_dns_answer, once: not a forged id, not answers to sluice's own or the session's queries,
+ * not a replay, not a malformed one. The handle is a sniffing, receive-only NETWORK handle. */
+static void test_dns_watch(void)
+{
+	static char script[SCRIPT_MAX];
+	static const struct {
+		const char *name;
+		uint16_t port, id;
+		unsigned long pid; /* 0: this process */
+	} queries[] = {
+		{ "system.test", 50001, 0x1111, 900 },
+		{ "own.test", 50002, 0x2222, 0 },
+		{ "session.test", 50003, 0x3333, SESSION_PID },
+	};
+	uint8_t msg[512], pkt[600], good[512];
+	size_t mlen, plen, good_len = 0;
+	struct fake_wd_open_info info;
+	struct rig r;
+
+	script[0] = '\0';
+	add_line(script, "handle socket\n");
+	for (size_t i = 0; i < 3; i++)
+		add_line(script, "connect pid=%lu proto=udp local=10.0.0.2:%u remote=192.0.2.53:53\n",
+			 queries[i].pid ? queries[i].pid : (unsigned long)GetCurrentProcessId(),
+			 queries[i].port);
+	add_line(script, "signal connected\nhandle network\nwait connected\n");
+	for (size_t i = 0; i < 3; i++) {
+		mlen = make_dns(msg, queries[i].id, queries[i].name, false);
+		plen = make_udp(pkt, sizeof pkt, "10.0.0.2", queries[i].port, "192.0.2.53", 53, msg,
+				mlen);
+		add_packet(script, "out", pkt, plen);
+	}
+	add_line(script, "signal queries-passed\nhandle network\nwait queries-passed\n");
+	for (size_t i = 0; i < 3; i++) { /* the answers to all three */
+		mlen = make_dns(msg, queries[i].id, queries[i].name, true);
+		if (i == 0) {
+			memcpy(good, msg, mlen);
+			good_len = mlen;
+		}
+		plen = make_udp(pkt, sizeof pkt, "192.0.2.53", 53, "10.0.0.2", queries[i].port, msg,
+				mlen);
+		add_packet(script, "in", pkt, plen);
+	}
+	mlen = make_dns(msg, 0x1112, "system.test", true); /* a forged id */
+	plen = make_udp(pkt, sizeof pkt, "192.0.2.53", 53, "10.0.0.2", 50001, msg, mlen);
+	add_packet(script, "in", pkt, plen);
+	plen = make_udp(pkt, sizeof pkt, "192.0.2.53", 53, "10.0.0.2", 50001, good, good_len);
+	add_packet(script, "in", pkt, plen); /* the real answer again */
+	plen = make_udp(pkt, sizeof pkt, "192.0.2.53", 53, "10.0.0.2", 50001, good, 7);
+	add_packet(script, "in", pkt, plen); /* not even a header */
+	add_line(script, "signal answers-taken\n");
+	if (!rig_open_with(&r, script, 600000, true))
+		return;
+
+	/* every datagram accounted for, and the loop's thread has run its notification */
+	for (int i = 0; i < WAIT_MS / 10; i++) {
+		uint64_t seen = stat_of(r.cap, "windivert_dns_answers_matched") +
+				stat_of(r.cap, "windivert_dns_answers_unmatched") +
+				stat_of(r.cap, "windivert_dns_answers_malformed");
+		if (seen >= 6 && r.answers >= 1)
+			break;
+		loop_run_once(r.loop, 10);
+	}
+	for (int i = 0; i < 5; i++) /* a second delivery, had there been one, would come now */
+		loop_run_once(r.loop, 10);
+	CHECK_EQ(r.answers, 1);
+	CHECK_EQ(r.answer_len, good_len);
+	CHECK(memcmp(r.answer, good, good_len) == 0);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_queries_watched"), 1);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_matched"), 1);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_unmatched"), 4);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_malformed"), 1);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_dropped"), 0);
+	/* the queries themselves: two passed untouched, the session's diverted */
+	CHECK_EQ(fake.wait_sent(3, WAIT_MS), 3);
+	CHECK_EQ(stat_of(r.cap, "divert_diverted"), 1);
+
+	CHECK_EQ(fake.opened(2, &info), 0);
+	CHECK_EQ(info.layer, WD_LAYER_NETWORK);
+	CHECK_EQ(info.flags, WD_FLAG_SNIFF | WD_FLAG_RECV_ONLY);
+	CHECK_EQ(info.priority, -1);
+	CHECK_STR_EQ(info.filter, "inbound and !loopback and udp.SrcPort == 53");
+	rig_close(&r);
+}
+
 static const struct check_test tests[] = {
 	{ "handles", test_handles },
 	{ "connect_then_syn", test_connect_then_syn },
@@ -665,6 +845,7 @@ static const struct check_test tests[] = {
 	{ "close_releases_held", test_close_releases_held },
 	{ "threads_end", test_threads_end },
 	{ "missing_dll", test_missing_dll },
+	{ "dns_watch", test_dns_watch },
 };
 
 int main(int argc, char **argv)
