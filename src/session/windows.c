@@ -860,10 +860,74 @@ static void std_handles_close(struct std_handles *sh)
 	sh->n = 0;
 }
 
-/* Creates COMMAND suspended, inheriting only the standard handles. Returns true, or false
- * with *err (Windows error). */
-static bool create_suspended(wchar_t *app, wchar_t *cmdline, PROCESS_INFORMATION *pi,
-			     DWORD *err)
+/* The token COMMAND runs with: sluice's own, restricted so that the session holds nothing that
+ * reaches outside it even when sluice runs as administrator (which WinDivert requires): the
+ * Administrators group becomes deny-only (it can no longer grant access), every privilege but
+ * SeChangeNotifyPrivilege (traversal, which every program needs) is deleted (no driver loading,
+ * no debugging other processes, no backup/restore or ownership bypass, no impersonation), and
+ * the integrity level is lowered to medium, so that COMMAND cannot write to sluice's (high)
+ * process or to other elevated objects. Without administrator rights COMMAND cannot open
+ * WinDivert itself, stop its driver, change the firewall or install services. Returns 0 and
+ * *out (CloseHandle it), or a Windows error. */
+static DWORD command_token(HANDLE *out)
+{
+	HANDLE own = NULL;
+	TOKEN_PRIVILEGES *privs = NULL;
+	LUID_AND_ATTRIBUTES *drop = NULL;
+	BYTE admins[SECURITY_MAX_SID_SIZE], medium[SECURITY_MAX_SID_SIZE];
+	DWORD size = 0, n_drop = 0, err = 0, admins_len = sizeof admins, medium_len = sizeof medium;
+	LUID traverse;
+
+	*out = NULL;
+	if (!OpenProcessToken(GetCurrentProcess(), TOKEN_DUPLICATE | TOKEN_QUERY |
+			      TOKEN_ASSIGN_PRIMARY | TOKEN_ADJUST_DEFAULT, &own) ||
+	    !CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins, &admins_len) ||
+	    !CreateWellKnownSid(WinMediumLabelSid, NULL, medium, &medium_len) ||
+	    !LookupPrivilegeValueW(NULL, L"SeChangeNotifyPrivilege", &traverse)) {
+		err = GetLastError();
+		goto done;
+	}
+	GetTokenInformation(own, TokenPrivileges, NULL, 0, &size);
+	privs = size ? malloc(size) : NULL;
+	if (!privs || !GetTokenInformation(own, TokenPrivileges, privs, size, &size)) {
+		err = privs ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY;
+		goto done;
+	}
+	drop = malloc((privs->PrivilegeCount + 1) * sizeof *drop);
+	if (!drop) {
+		err = ERROR_NOT_ENOUGH_MEMORY;
+		goto done;
+	}
+	for (DWORD i = 0; i < privs->PrivilegeCount; i++) {
+		LUID l = privs->Privileges[i].Luid;
+		if (l.LowPart != traverse.LowPart || l.HighPart != traverse.HighPart)
+			drop[n_drop++] = privs->Privileges[i];
+	}
+	SID_AND_ATTRIBUTES deny_only = { (PSID)admins, 0 };
+	if (!CreateRestrictedToken(own, 0, 1, &deny_only, n_drop, drop, 0, NULL, out)) {
+		err = GetLastError();
+		*out = NULL;
+		goto done;
+	}
+	TOKEN_MANDATORY_LABEL label = { { (PSID)medium, SE_GROUP_INTEGRITY } };
+	if (!SetTokenInformation(*out, TokenIntegrityLevel, &label,
+				 (DWORD)sizeof label + medium_len)) {
+		err = GetLastError();
+		CloseHandle(*out);
+		*out = NULL;
+	}
+done:
+	free(drop);
+	free(privs);
+	if (own)
+		CloseHandle(own);
+	return err;
+}
+
+/* Creates COMMAND suspended with token, inheriting only the standard handles. Returns true, or
+ * false with *err (Windows error). */
+static bool create_suspended(HANDLE token, wchar_t *app, wchar_t *cmdline,
+			     PROCESS_INFORMATION *pi, DWORD *err)
 {
 	STARTUPINFOEXW si;
 	struct std_handles sh;
@@ -897,9 +961,9 @@ static bool create_suspended(wchar_t *app, wchar_t *cmdline, PROCESS_INFORMATION
 			goto done;
 		}
 	}
-	ok = CreateProcessW(app, cmdline, NULL, NULL, sh.n > 0,
-			    CREATE_SUSPENDED | EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
-			    &si.StartupInfo, pi);
+	ok = CreateProcessAsUserW(token, app, cmdline, NULL, NULL, sh.n > 0,
+				  CREATE_SUSPENDED | EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
+				  &si.StartupInfo, pi);
 	if (!ok)
 		*err = GetLastError();
 done:
@@ -928,6 +992,7 @@ static int start_command(struct session *s, char *const argv[])
 {
 	PROCESS_INFORMATION pi;
 	wchar_t *cmdline = NULL, *app = NULL, *name = NULL;
+	HANDLE token = NULL;
 	size_t len;
 	DWORD err = 0;
 	int rc;
@@ -936,6 +1001,12 @@ static int start_command(struct session *s, char *const argv[])
 	if (rc) {
 		log_errno(rc, "session: cannot build the command line for '%s'", s->command_name);
 		return rc;
+	}
+	err = command_token(&token);
+	if (err) {
+		log_win(err, "making COMMAND's token without administrator rights");
+		rc = neg_errno(err);
+		goto done;
 	}
 	if (!has_path(argv[0])) {
 		rc = widen(argv[0], &name, &len);
@@ -947,7 +1018,7 @@ static int start_command(struct session *s, char *const argv[])
 			goto done;
 		}
 	}
-	if (!create_suspended(app, cmdline, &pi, &err)) {
+	if (!create_suspended(token, app, cmdline, &pi, &err)) {
 		exec_failed(s, err);
 		goto done;
 	}
@@ -973,6 +1044,8 @@ static int start_command(struct session *s, char *const argv[])
 		TerminateProcess(pi.hProcess, SESSION_WINDOWS_KILL_CODE);
 	CloseHandle(pi.hThread);
 done:
+	if (token)
+		CloseHandle(token);
 	free(name);
 	free(app);
 	free(cmdline);

@@ -12,6 +12,9 @@
  *   print-args ARG...               prints "argc N\n", then "arg HEX\n" per ARG (its UTF-8 bytes)
  *   set-event VALUE                 SetEvent((HANDLE)VALUE): if the parent's inheritable event
  *                                   was inherited, the parent sees it set; exits 0
+ *   token                           prints "privileges N admin A\n": how many privileges its
+ *                                   token holds, and whether the Administrators group grants
+ *                                   it anything (1) or not (0); exits 0
  *
  * Output goes through WriteFile, byte for byte (no text-mode line endings); the grandchild
  * writes to the same stdout. Exits 100 on bad usage or a failed call.
@@ -99,6 +102,31 @@ static HANDLE spawn_grandchild(unsigned long long ms)
 	return pi.hProcess;
 }
 
+static int print_token(void)
+{
+	HANDLE token;
+	DWORD size = 0, sid_len = SECURITY_MAX_SID_SIZE;
+	BYTE sid[SECURITY_MAX_SID_SIZE];
+	BOOL admin = FALSE;
+	TOKEN_PRIVILEGES *privs;
+	char line[64];
+
+	if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+		return HELPER_FAILED;
+	GetTokenInformation(token, TokenPrivileges, NULL, 0, &size);
+	privs = size ? malloc(size) : NULL;
+	if (!privs || !GetTokenInformation(token, TokenPrivileges, privs, size, &size) ||
+	    !CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, sid, &sid_len) ||
+	    !CheckTokenMembership(NULL, sid, &admin))
+		return HELPER_FAILED;
+	snprintf(line, sizeof line, "privileges %lu admin %d\n", (unsigned long)privs->PrivilegeCount,
+		 admin ? 1 : 0);
+	put(line);
+	free(privs);
+	CloseHandle(token);
+	return 0;
+}
+
 int wmain(int argc, wchar_t **argv); /* the -municode entry point; mingw declares none */
 
 int wmain(int argc, wchar_t **argv)
@@ -108,6 +136,8 @@ int wmain(int argc, wchar_t **argv)
 
 	if (argc >= 2 && wcscmp(argv[1], L"print-args") == 0)
 		return print_args(argc, argv);
+	if (argc == 2 && wcscmp(argv[1], L"token") == 0)
+		return print_token();
 	if (argc != 3 || !number(argv[2], &n))
 		return HELPER_FAILED;
 	if (wcscmp(argv[1], L"exit") == 0)

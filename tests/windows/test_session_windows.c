@@ -569,6 +569,31 @@ static void test_arguments_round_trip(void)
 	CHECK_STR_EQ(text, expect);
 }
 
+/* COMMAND runs without administrator rights even though this test (like sluice) may hold
+ * them: the Administrators group grants it nothing, and of its privileges only traversal is
+ * left. (Under Wine the test process is an administrator with many privileges, so this fails
+ * if the token is not restricted; Wine does not apply the integrity level, which is therefore
+ * not checked here.) */
+static void test_command_not_admin(void)
+{
+	char *argv[] = { (char *)helper(), "token", NULL };
+	char text[256];
+	struct redirect out;
+	struct session *s = NULL;
+
+	CHECK(redirect_begin(&out, STD_OUTPUT_HANDLE));
+	CHECK_EQ(session_spawn(&s, argv, NULL), 0);
+	redirect_restore(&out);
+	if (s) {
+		CHECK_EQ(session_wait(s), 0);
+		CHECK(session_result(s) && session_result(s)->exit_status == 0);
+		session_free(s);
+	}
+	redirect_read_all(&out, text, sizeof text);
+	redirect_close(&out);
+	CHECK_STR_EQ(text, "privileges 1 admin 0\n");
+}
+
 /* Writes a file that is not a program, in the temporary directory. */
 static bool make_not_a_program(char *path, size_t n)
 {
@@ -1022,6 +1047,7 @@ static const struct check_test tests[] = {
 	{ "exit_codes", test_exit_codes },
 	{ "process_tree", test_process_tree },
 	{ "arguments_round_trip", test_arguments_round_trip },
+	{ "command_not_admin", test_command_not_admin },
 	{ "cannot_start", test_cannot_start },
 	{ "signal", test_signal },
 	{ "callback_registered_late", test_callback_registered_late },
