@@ -9,6 +9,9 @@
  *     is built by session_windows_command_line below. COMMAND inherits the environment, the
  *     current directory, the console and the three standard handles, and no other handle
  *     (PROC_THREAD_ATTRIBUTE_HANDLE_LIST): sluice's sockets never leak into the session.
+ *     It runs with sluice's token restricted (CreateProcessAsUserW): Administrators deny-only,
+ *     no privilege but SeChangeNotifyPrivilege, medium integrity — so an elevated sluice does
+ *     not hand COMMAND the rights to open WinDivert, load drivers or touch sluice's process.
  *   - The session is a Job Object: COMMAND is created suspended, assigned to the job, then
  *     resumed, so everything it starts (with CreateProcess) is in the job from its first
  *     instruction. The job allows no breakaway: a process created with
