@@ -31,4 +31,9 @@ void capture_windivert_set_owner_check(struct capture *cap,
 #define CAPTURE_WINDIVERT_HOLD_MS 250
 void capture_windivert_set_hold_ms(struct capture *cap, unsigned ms);
 
+/* Whose DNS queries the DNS watch remembers (src/capture/windivert.c): the DNS Client
+ * service's process, found at open; 0 means any process outside the session but sluice. For
+ * tests (Wine has no DNS Client service); call before attach. */
+void capture_windivert_set_resolver_pid(struct capture *cap, uint32_t pid);
+
 #endif

@@ -26,11 +26,13 @@
  * Client service, whose packets carry that service's pid: they are no session's and pass. So
  * that the session's DNS map still learns what the system resolver was told, a third handle
  * (NETWORK, SNIFF|RECV_ONLY, read by the DNS thread) sees inbound UDP from port 53, and the
- * packet thread remembers each non-loopback UDP query to port 53 it passes for a process that
- * is neither the session's nor sluice's (the DNS proxy's own queries are not watched: what it
- * records went through the policy); an answer that matches a remembered query (dns_watch.h:
- * flow, id, question) is handed to the loop's thread (on_dns_answer). Loopback resolvers are
- * not watched: any local process, the session's included, could answer in their place.
+ * packet thread remembers each non-loopback UDP query to port 53 it passes for the DNS Client
+ * service (its pid found at open; when it cannot be found, for any process that is neither the
+ * session's nor sluice's: the DNS proxy's own queries are never watched, what it records went
+ * through the policy); an answer with a valid checksum that matches a remembered query
+ * (dns_watch.h: flow, id, question) is handed to the loop's thread (on_dns_answer), which
+ * records it only for a name the policy allows. Loopback resolvers are not watched: any local
+ * process, the session's included, could answer in their place.
  *
  * Threads: the socket thread and the packet thread never wait for the loop's thread. The engine
  * is shared with the loop's thread (lookups, the PID set) under `lock`; the pid map is shared by
@@ -139,6 +141,7 @@ struct wdc_counters {
 	uint64_t socket_errors;
 	uint64_t owner_checks;
 	uint64_t dns_answers_dropped; /* matched, but the loop's thread was WDC_ANSWERS behind */
+	uint64_t dns_bad_checksums;   /* sniffed answers with a wrong UDP checksum: ignored */
 	uint64_t dns_recv_errors;
 };
 
@@ -199,6 +202,7 @@ struct wdc_capture {
 	 * thread, both under dns_lock; matched answers queued under lock for the loop's thread */
 	CRITICAL_SECTION dns_lock;
 	struct dns_watch *watch; /* NULL: not watching */
+	uint32_t resolver_pid;   /* the DNS Client service's; 0: unknown, any other process */
 	struct dns_message dns_scratch;
 	uint8_t *dns_rx;
 	struct wd_address dns_addr[WDC_BATCH];
@@ -503,14 +507,29 @@ static void finish_rewrite(uint8_t *buf, UINT len, struct wd_address *addr)
 		addr->flags |= WD_ADDR_LOOPBACK;
 }
 
-/* A passed packet of another process: when it is a DNS query over UDP to a non-loopback
- * resolver, the DNS watch remembers it (the packet itself is not touched). */
+/* Whether the packet may be UDP to port 53, from its first bytes only (no extension headers:
+ * the DNS Client service sends none); pkt_parse then checks it all. */
+static bool maybe_dns_query(const uint8_t *buf, UINT len)
+{
+	UINT l4;
+
+	if (len >= 28 && buf[0] >> 4 == 4 && buf[9] == PKT_PROTO_UDP)
+		l4 = (UINT)(buf[0] & 15) * 4;
+	else if (len >= 48 && buf[0] >> 4 == 6 && buf[6] == PKT_PROTO_UDP)
+		l4 = 40;
+	else
+		return false;
+	return l4 + 8 <= len && buf[l4 + 2] == 0 && buf[l4 + 3] == 53;
+}
+
+/* A passed packet of the resolver (see the top): when it is a DNS query over UDP to a
+ * non-loopback resolver, the DNS watch remembers it (the packet itself is not touched). */
 static void watch_query(struct wdc_capture *c, const uint8_t *buf, UINT len)
 {
 	struct pkt p;
 
-	if (pkt_parse(buf, len, &p) != PKT_OK || p.l4_proto != PKT_PROTO_UDP || p.dport != 53 ||
-	    addr_is_loopback(&p.src) || addr_is_loopback(&p.dst))
+	if (!maybe_dns_query(buf, len) || pkt_parse(buf, len, &p) != PKT_OK ||
+	    p.l4_proto != PKT_PROTO_UDP || p.dport != 53 || addr_is_loopback(&p.dst))
 		return;
 	struct dns_watch_flow f = { .client = p.src, .client_port = p.sport,
 				    .server = p.dst, .server_port = p.dport };
@@ -529,13 +548,14 @@ static void handle_packet(struct wdc_capture *c, uint8_t *buf, UINT len,
 
 	EnterCriticalSection(&c->lock);
 	enum engine_verdict v = engine_process(c->engine, &p, now_ms());
-	other = pid && pid != GetCurrentProcessId() && !engine_is_session_pid(c->engine, pid);
+	other = pid && pid != GetCurrentProcessId() && !engine_is_session_pid(c->engine, pid) &&
+		(c->resolver_pid == 0 || pid == c->resolver_pid);
 	LeaveCriticalSection(&c->lock);
 	if (v == ENGINE_DROP)
 		return;
 	if (v == ENGINE_REWRITE)
 		finish_rewrite(buf, len, &addr);
-	else if (other && c->watch)
+	else if (other && c->watch && !(captured->flags & WD_ADDR_LOOPBACK))
 		watch_query(c, buf, len);
 	tx_add(c, buf, len, &addr);
 }
@@ -893,15 +913,23 @@ static void notify_loop(struct wdc_capture *c)
 }
 
 /* One sniffed inbound datagram from port 53: queued for the loop's thread when it answers a
- * query the packet thread remembered. */
-static void dns_inbound(struct wdc_capture *c, const uint8_t *buf, UINT len, uint64_t now)
+ * query the packet thread remembered. A datagram the stack would drop for its checksum is not
+ * believed either. */
+static void dns_inbound(struct wdc_capture *c, const uint8_t *buf, UINT len,
+			const struct wd_address *addr, uint64_t now)
 {
 	struct pkt p;
 	int rc;
 
 	if (pkt_parse(buf, len, &p) != PKT_OK || p.l4_proto != PKT_PROTO_UDP || p.sport != 53 ||
-	    addr_is_loopback(&p.src))
+	    addr_is_loopback(&p.src) || (addr->flags & WD_ADDR_LOOPBACK))
 		return;
+	if (!(addr->flags & WD_ADDR_UDP_CHECKSUM) && !pkt_checksum_ok(buf, &p)) {
+		EnterCriticalSection(&c->lock);
+		c->n.dns_bad_checksums++;
+		LeaveCriticalSection(&c->lock);
+		return;
+	}
 	struct dns_watch_flow f = { .client = p.dst, .client_port = p.dport,
 				    .server = p.src, .server_port = p.sport };
 	EnterCriticalSection(&c->dns_lock);
@@ -913,9 +941,10 @@ static void dns_inbound(struct wdc_capture *c, const uint8_t *buf, UINT len, uin
 	uint8_t *copy = malloc(p.payload_len);
 	bool queued = false;
 
+	if (copy)
+		memcpy(copy, buf + p.payload_off, p.payload_len);
 	EnterCriticalSection(&c->lock);
 	if (copy && c->n_answers < WDC_ANSWERS) {
-		memcpy(copy, buf + p.payload_off, p.payload_len);
 		c->answers[c->n_answers++] = (struct wdc_answer){ copy, p.payload_len };
 		queued = true;
 	} else {
@@ -961,7 +990,7 @@ static DWORD WINAPI dns_thread(void *arg)
 		for (UINT i = 0; i < n && off < got; i++) {
 			UINT plen = packet_length(c->dns_rx + off, got - off);
 
-			dns_inbound(c, c->dns_rx + off, plen, now);
+			dns_inbound(c, c->dns_rx + off, plen, &c->dns_addr[i], now);
 			off += plen;
 		}
 	}
@@ -1289,6 +1318,27 @@ static void wdc_close(struct capture *cap)
 
 #define DNS_WATCH_FILTER "inbound and !loopback and udp.SrcPort == 53"
 
+/* The DNS Client service's process id, 0 when it is not running or cannot be asked. */
+static uint32_t dns_client_pid(void)
+{
+	SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT), svc = NULL;
+	SERVICE_STATUS_PROCESS st;
+	DWORD need = 0;
+	uint32_t pid = 0;
+
+	if (scm)
+		svc = OpenServiceW(scm, L"Dnscache", SERVICE_QUERY_STATUS);
+	if (svc && QueryServiceStatusEx(svc, SC_STATUS_PROCESS_INFO, (BYTE *)&st, sizeof st,
+					&need) &&
+	    st.dwCurrentState == SERVICE_RUNNING)
+		pid = st.dwProcessId;
+	if (svc)
+		CloseServiceHandle(svc);
+	if (scm)
+		CloseServiceHandle(scm);
+	return pid;
+}
+
 /* The DNS watch (see the top): its table, buffer and sniffing handle. A handle the driver
  * refuses is not fatal: the session runs, its DNS map only lacks the system resolver's answers
  * (connections are then decided on fewer names, never on more). */
@@ -1312,6 +1362,10 @@ static int open_dns_watch(struct wdc_capture *c, const struct capture_config *cf
 		return 0;
 	}
 	c->on_dns_answer = cfg->on_dns_answer;
+	c->resolver_pid = dns_client_pid();
+	if (!c->resolver_pid)
+		log_debug("windivert: the DNS Client service's process is unknown: watching the "
+			  "queries of every process outside the session");
 	return 0;
 }
 
@@ -1452,6 +1506,15 @@ void capture_windivert_set_owner_check(struct capture *cap,
 	EnterCriticalSection(&c->lock);
 	c->owner_check = fn;
 	c->owner_ctx = ctx;
+	LeaveCriticalSection(&c->lock);
+}
+
+void capture_windivert_set_resolver_pid(struct capture *cap, uint32_t pid)
+{
+	struct wdc_capture *c = wdc_of(cap);
+
+	EnterCriticalSection(&c->lock);
+	c->resolver_pid = pid;
 	LeaveCriticalSection(&c->lock);
 }
 
@@ -1610,6 +1673,7 @@ static size_t wdc_stats(struct capture *cap, struct capture_stat *out, size_t ma
 		{ "windivert_dns_answers_unmatched", w.unmatched + w.late },
 		{ "windivert_dns_answers_malformed", w.malformed },
 		{ "windivert_dns_answers_dropped", q.dns_answers_dropped },
+		{ "windivert_dns_bad_checksums", q.dns_bad_checksums },
 		{ "windivert_dns_recv_errors", q.dns_recv_errors },
 	};
 	struct engine_counter ec[ENGINE_COUNTERS_MAX];

@@ -64,12 +64,14 @@ void dns_watch_free(struct dns_watch *w)
 	free(w);
 }
 
+/* Folds the bytes addr_equal compares (addr_len of them) into h. */
 static uint64_t fold_addr(uint64_t h, const struct addr *a)
 {
-	for (size_t i = 0; i < sizeof a->bytes; i += 8) {
-		uint64_t v = 0;
-		for (size_t k = 0; k < 8; k++)
-			v = v << 8 | a->bytes[i + k];
+	size_t n = addr_len(a);
+
+	for (size_t i = 0; i < n; i += 4) {
+		uint64_t v = (uint64_t)a->bytes[i] << 24 | (uint64_t)a->bytes[i + 1] << 16 |
+			     (uint64_t)a->bytes[i + 2] << 8 | a->bytes[i + 3];
 		h = hash_mix64(h ^ v);
 	}
 	return hash_mix64(h ^ a->family);
@@ -126,11 +128,8 @@ int dns_watch_query(struct dns_watch *w, const struct dns_watch_flow *f, const u
 	}
 	w->stats.queries++;
 	x = find(w, f, q->header.id);
-	if (x) { /* a retransmission, or the id reused for another question: the newest counts */
-		w->e[x - 1].question = q->question;
-		w->e[x - 1].deadline_ms = now_ms + DNS_WATCH_TIMEOUT_MS;
-		return 0;
-	}
+	if (x) /* a retransmission, or the id reused for another question: the newest counts, */
+		forget(w, x); /* in the newest slot */
 	x = w->next + 1;
 	w->next = (w->next + 1) % w->capacity;
 	if (w->e[x - 1].used) {

@@ -8,12 +8,13 @@
  *
  * - A query is remembered by its flow (client address and port, resolver address and port), its
  *   id and its question, for DNS_WATCH_TIMEOUT_MS; a retransmission of the same query refreshes
- *   it. An answer is accepted when it comes from that resolver address and port, to that client
+ *   it (as a new query would). An answer is accepted when it comes from that resolver address and port, to that client
  *   address and port, with that id and the same question (name compared case-insensitively, type
  *   and class equal), QR set and opcode QUERY, and parses as a response (dns_parse_response). The
  *   query is then forgotten: one answer per query, a duplicate is unmatched. This is the check
  *   the system resolver makes itself, so an off-path sender must guess what it must guess.
- * - Fixed capacity, allocated up front; when full, the oldest query is forgotten (counted).
+ * - Fixed capacity, allocated up front; a query is forgotten once `capacity` newer queries (or
+ *   retransmissions) came after it, before its timeout only when the table was full (counted).
  *   Lookups hash (flow, id) with a per-table secret seed, so chains stay short whatever ids and
  *   ports the network chooses.
  * - Threading: none; callers serialise (the Windows backend holds a lock).

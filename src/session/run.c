@@ -40,7 +40,7 @@ struct run {
 	struct loop_io session_io;
 	char id[33];
 	struct dns_message *system_answer; /* scratch for hook_system_dns_answer */
-	uint64_t system_answers, system_names;
+	uint64_t system_answers, system_names, system_denied;
 };
 
 static int64_t hook_wall_ms(void *ctx)
@@ -104,19 +104,30 @@ static void hook_fail_mode(void *ctx, bool entered, const char *reason)
 
 /* An answer the system resolver received (Windows: the DNS Client service resolves for the
  * session's programs out of sluice's sight; the capture matched the answer to its query): the
- * DNS map learns from it as from the DNS proxy's answers. */
+ * DNS map learns from it as from the DNS proxy's answers, and on the same condition, that the
+ * policy allows the question's name. The condition matters more here: the session can make
+ * the service ask about any name (nothing denies it on the way), and an answer for a name of
+ * the attacker's would otherwise vouch, through its CNAME chain, for any name at any address;
+ * and other programs' lookups must not change the session's decisions. */
 static void hook_system_dns_answer(void *ctx, const uint8_t *msg, size_t len)
 {
 	struct run *r = ctx;
+	char name[DNS_NAME_TEXT_MAX];
 	if (!r->system_answer) {
 		r->system_answer = malloc(sizeof *r->system_answer);
 		if (!r->system_answer)
 			return;
 	}
-	if (dns_parse_response(msg, len, r->system_answer) != 0)
+	struct dns_message *a = r->system_answer;
+	if (dns_parse_response(msg, len, a) != 0 || !a->has_question ||
+	    dns_name_format(&a->question.name, DNS_NAME_LOWER, name, sizeof name) < 0)
 		return;
 	r->system_answers++;
-	r->system_names += dns_map_record_response(r->map, r->system_answer, loop_now(r->loop));
+	if (policy_decide_dns(r->policy, name).action != POLICY_ALLOW) {
+		r->system_denied++;
+		return;
+	}
+	r->system_names += dns_map_record_response(r->map, a, loop_now(r->loop));
 }
 
 static void on_session(struct loop *loop, struct loop_io *io, unsigned events)
@@ -298,6 +309,7 @@ static size_t collect_stats(struct run *r, struct audit_stat *out, size_t max)
 		{"udp_dropped", (int64_t)us.datagrams_dropped},
 		{"dns_system_answers", (int64_t)r->system_answers},
 		{"dns_system_names", (int64_t)r->system_names},
+		{"dns_system_denied", (int64_t)r->system_denied},
 	};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof proxy_stats / sizeof proxy_stats[0] && n < max; i++)

@@ -70,10 +70,13 @@ else
 	status=1
 fi
 
-# The DNS watch through `sluice run`: another process's query to 192.0.2.53 passes and is
-# remembered, the resolver's answer (system.test A 203.0.113.7) reaches the session's DNS map
-# (--stats: dns_system_answers, dns_system_names), a forged id does not. COMMAND stays a second,
-# so that the answers are handled while the session runs.
+# The DNS watch through `sluice run`: other processes' queries to 192.0.2.53 pass and are
+# remembered (Wine has no DNS Client service, so every process outside the session counts); the
+# resolver's answer for system.test (A 203.0.113.7), a name the policy allows, reaches the
+# session's DNS map (--stats: dns_system_answers, dns_system_names); the answer for denied.test
+# does not (dns_system_denied), nor does a forged id. COMMAND stays a second, so that the
+# answers are handled while the session runs.
+printf 'allow domain system.test\ndefault deny\n' >"$tmp/dns.policy"
 python3 - "$tmp/dns.script" <<'PY'
 import struct, sys
 
@@ -100,25 +103,32 @@ def dns(qid, name, answer):
     rr = bytes([0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 0x2C, 0, 4, 203, 0, 113, 7]) if answer else b""
     return head + q + rr
 
+queries = [(50001, 0x1111, "system.test"), (50002, 0x2222, "denied.test")]
 with open(sys.argv[1], "w") as f:
     f.write("handle socket\n")
-    f.write("connect pid=900 proto=udp local=10.0.0.2:50001 remote=192.0.2.53:53\n")
+    for port, _, _ in queries:
+        f.write("connect pid=900 proto=udp local=10.0.0.2:%d remote=192.0.2.53:53\n" % port)
     f.write("signal connected\nhandle network\nwait connected\n")
-    f.write("packet out hex " + udp("10.0.0.2", 50001, "192.0.2.53", 53,
-                                    dns(0x1111, "system.test", False)) + "\n")
+    for port, qid, name in queries:
+        f.write("packet out hex %s\n" % udp("10.0.0.2", port, "192.0.2.53", 53,
+                                            dns(qid, name, False)))
     f.write("signal passed\nhandle network\nwait passed\n")
-    f.write("packet in hex " + udp("192.0.2.53", 53, "10.0.0.2", 50001,
-                                   dns(0x1112, "system.test", True)) + "\n")
-    f.write("packet in hex " + udp("192.0.2.53", 53, "10.0.0.2", 50001,
-                                   dns(0x1111, "system.test", True)) + "\n")
+    f.write("packet in hex %s\n" % udp("192.0.2.53", 53, "10.0.0.2", 50001,
+                                       dns(0x1112, "system.test", True)))
+    for port, qid, name in queries:
+        f.write("packet in hex %s\n" % udp("192.0.2.53", 53, "10.0.0.2", port,
+                                           dns(qid, name, True)))
 PY
 out=$(env FAKE_WINDIVERT_SCRIPT="$(winpath "$tmp/dns.script")" \
-	"$tmp/sluice" run --quiet --stats -- "$child" sleep 1000 2>&1 | tr -d '\r')
-if grep -Eq 'dns_system_answers +1$' <<<"$out" && grep -Eq 'dns_system_names +1$' <<<"$out" &&
+	"$tmp/sluice" run --quiet --stats --policy "$(winpath "$tmp/dns.policy")" \
+	-- "$child" sleep 1000 2>&1 | tr -d '\r')
+if grep -Eq 'dns_system_answers +2$' <<<"$out" && grep -Eq 'dns_system_names +1$' <<<"$out" &&
+	grep -Eq 'dns_system_denied +1$' <<<"$out" &&
 	grep -Eq 'windivert_dns_answers_unmatched +1$' <<<"$out"; then
-	echo "ok   run: an answer the system resolver received reaches the DNS map, a forged one not"
+	echo "ok   run: the system resolver's answer for an allowed name reaches the DNS map;" \
+		"for a denied name, or forged, not"
 else
-	echo "FAIL run: the system resolver's answer: got"
+	echo "FAIL run: the system resolver's answers: got"
 	echo "$out" | sed 's/^/    /'
 	status=1
 fi

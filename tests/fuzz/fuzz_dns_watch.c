@@ -2,8 +2,8 @@
  *
  * The input is a sequence of records: op byte, flow byte, clock step byte, length byte, then that
  * many message bytes. Even ops are queries, odd ops answers. Invariants: the table never holds
- * more than its capacity; an accepted answer has the id and question of a query given earlier on
- * the same flow; the counters add up to the calls made.
+ * more than its capacity; an accepted answer has the question of the newest query given with its
+ * id on its flow; the counters add up to the calls made.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -68,15 +68,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			int rc = dns_watch_answer(w, &flows[fl], msg, len, now, &answer);
 			answers++;
 			if (rc == 0) {
+				/* the newest query given on this flow with this id is the one
+				 * remembered: the answer must match its question */
 				bool found = false;
 				for (size_t i = n_given; i-- > 0;) {
-					if (given[i].flow == fl && given[i].id == answer.header.id &&
-					    dns_question_match(&given[i].q, &answer.question)) {
-						found = true;
+					if (given[i].flow == fl && given[i].id == answer.header.id) {
+						found = dns_question_match(&given[i].q,
+									   &answer.question);
 						break;
 					}
 				}
-				/* only when every query so far was kept can absence be judged */
+				/* only when every query so far was kept can it be judged */
 				if (!found && n_given < KEPT)
 					abort();
 			}

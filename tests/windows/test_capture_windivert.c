@@ -277,8 +277,10 @@ static void on_answer(void *ctx, const uint8_t *msg, size_t len)
 	memcpy(r->answer, msg, r->answer_len);
 }
 
-/* With watch_dns, the capture watches the system resolver and reports answers to on_answer. */
-static bool rig_open_with(struct rig *r, const char *script, unsigned hold_ms, bool watch_dns)
+/* With watch_dns, the capture watches the queries of process resolver_pid (0: any but the
+ * session's and this one's) and reports the answers to on_answer. */
+static bool rig_open_with(struct rig *r, const char *script, unsigned hold_ms, bool watch_dns,
+			  uint32_t resolver_pid)
 {
 	struct capture_config cfg = { 0 };
 
@@ -300,6 +302,8 @@ static bool rig_open_with(struct rig *r, const char *script, unsigned hold_ms, b
 	CHECK_EQ(r->cap->listeners[CAPTURE_TCP][CAPTURE_IPV4].port, r->tcp_port);
 	capture_windivert_process(r->cap, SESSION_PID, true);
 	capture_windivert_set_hold_ms(r->cap, hold_ms);
+	if (watch_dns)
+		capture_windivert_set_resolver_pid(r->cap, resolver_pid);
 	CHECK_EQ(loop_new(&r->loop, 0), 0);
 	CHECK_EQ(capture_windivert.attach(r->cap, r->loop), 0);
 	return true;
@@ -307,7 +311,7 @@ static bool rig_open_with(struct rig *r, const char *script, unsigned hold_ms, b
 
 static bool rig_open(struct rig *r, const char *script, unsigned hold_ms)
 {
-	return rig_open_with(r, script, hold_ms, false);
+	return rig_open_with(r, script, hold_ms, false, 0);
 }
 
 /* Closes the capture and checks that both handles were shut down both ways and closed. */
@@ -748,10 +752,11 @@ static void test_missing_dll(void)
 	RemoveDirectoryW(dir);
 }
 
-/* The DNS watch: a query of another process (the DNS Client service) is remembered as it passes;
- * of the inbound datagrams from port 53 only the answer matching it (flow, id, question) reaches
- * on_dns_answer, once: not a forged id, not answers to sluice's own or the session's queries,
- * not a replay, not a malformed one. The handle is a sniffing, receive-only NETWORK handle. */
+/* The DNS watch: a query of the DNS Client service (pid 900 here) is remembered as it passes;
+ * of the inbound datagrams from port 53 only the answer matching it (flow, id, question, valid
+ * checksum) reaches on_dns_answer, once: not a forged id, not one with a broken checksum, not
+ * answers to the queries of sluice, of the session or of another process, not a replay, not a
+ * malformed one. The handle is a sniffing, receive-only NETWORK handle. */
 static void test_dns_watch(void)
 {
 	static char script[SCRIPT_MAX];
@@ -763,7 +768,9 @@ static void test_dns_watch(void)
 		{ "system.test", 50001, 0x1111, 900 },
 		{ "own.test", 50002, 0x2222, 0 },
 		{ "session.test", 50003, 0x3333, SESSION_PID },
+		{ "other.test", 50004, 0x4444, 901 },
 	};
+	enum { NQ = sizeof queries / sizeof queries[0] };
 	uint8_t msg[512], pkt[600], good[512];
 	size_t mlen, plen, good_len = 0;
 	struct fake_wd_open_info info;
@@ -771,26 +778,29 @@ static void test_dns_watch(void)
 
 	script[0] = '\0';
 	add_line(script, "handle socket\n");
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < NQ; i++)
 		add_line(script, "connect pid=%lu proto=udp local=10.0.0.2:%u remote=192.0.2.53:53\n",
 			 queries[i].pid ? queries[i].pid : (unsigned long)GetCurrentProcessId(),
 			 queries[i].port);
 	add_line(script, "signal connected\nhandle network\nwait connected\n");
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < NQ; i++) {
 		mlen = make_dns(msg, queries[i].id, queries[i].name, false);
 		plen = make_udp(pkt, sizeof pkt, "10.0.0.2", queries[i].port, "192.0.2.53", 53, msg,
 				mlen);
 		add_packet(script, "out", pkt, plen);
 	}
 	add_line(script, "signal queries-passed\nhandle network\nwait queries-passed\n");
-	for (size_t i = 0; i < 3; i++) { /* the answers to all three */
+	for (size_t i = 0; i < NQ; i++) { /* the answers to all of them */
 		mlen = make_dns(msg, queries[i].id, queries[i].name, true);
-		if (i == 0) {
-			memcpy(good, msg, mlen);
-			good_len = mlen;
-		}
 		plen = make_udp(pkt, sizeof pkt, "192.0.2.53", 53, "10.0.0.2", queries[i].port, msg,
 				mlen);
+		if (i == 0) { /* first a copy with a broken checksum */
+			memcpy(good, msg, mlen);
+			good_len = mlen;
+			pkt[plen - 1] ^= 0x01;
+			add_packet(script, "in", pkt, plen);
+			pkt[plen - 1] ^= 0x01;
+		}
 		add_packet(script, "in", pkt, plen);
 	}
 	mlen = make_dns(msg, 0x1112, "system.test", true); /* a forged id */
@@ -801,7 +811,7 @@ static void test_dns_watch(void)
 	plen = make_udp(pkt, sizeof pkt, "192.0.2.53", 53, "10.0.0.2", 50001, good, 7);
 	add_packet(script, "in", pkt, plen); /* not even a header */
 	add_line(script, "signal answers-taken\n");
-	if (!rig_open_with(&r, script, 600000, true))
+	if (!rig_open_with(&r, script, 600000, true, 900))
 		return;
 
 	/* every datagram accounted for, and the loop's thread has run its notification */
@@ -809,7 +819,7 @@ static void test_dns_watch(void)
 		uint64_t seen = stat_of(r.cap, "windivert_dns_answers_matched") +
 				stat_of(r.cap, "windivert_dns_answers_unmatched") +
 				stat_of(r.cap, "windivert_dns_answers_malformed");
-		if (seen >= 6 && r.answers >= 1)
+		if (seen >= 7 && r.answers >= 1)
 			break;
 		loop_run_once(r.loop, 10);
 	}
@@ -820,11 +830,12 @@ static void test_dns_watch(void)
 	CHECK(memcmp(r.answer, good, good_len) == 0);
 	CHECK_EQ(stat_of(r.cap, "windivert_dns_queries_watched"), 1);
 	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_matched"), 1);
-	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_unmatched"), 4);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_unmatched"), 5);
 	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_malformed"), 1);
 	CHECK_EQ(stat_of(r.cap, "windivert_dns_answers_dropped"), 0);
-	/* the queries themselves: two passed untouched, the session's diverted */
-	CHECK_EQ(fake.wait_sent(3, WAIT_MS), 3);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_bad_checksums"), 1);
+	/* the queries themselves: three passed untouched, the session's diverted */
+	CHECK_EQ(fake.wait_sent(NQ, WAIT_MS), NQ);
 	CHECK_EQ(stat_of(r.cap, "divert_diverted"), 1);
 
 	CHECK_EQ(fake.opened(2, &info), 0);
@@ -832,6 +843,21 @@ static void test_dns_watch(void)
 	CHECK_EQ(info.flags, WD_FLAG_SNIFF | WD_FLAG_RECV_ONLY);
 	CHECK_EQ(info.priority, -1);
 	CHECK_STR_EQ(info.filter, "inbound and !loopback and udp.SrcPort == 53");
+	rig_close(&r);
+}
+
+/* The driver refuses the DNS watch's handle: the capture still opens and diverts, without the
+ * watch (a warning says so). */
+static void test_dns_watch_refused(void)
+{
+	struct rig r;
+
+	if (!rig_open_with(&r, "handle socket\nhandle network\nhandle network fail=5\n", 600000,
+			   true, 0))
+		return;
+	CHECK_EQ(fake.open_count(), 2);
+	CHECK_EQ(stat_of(r.cap, "windivert_dns_queries_watched"), 0);
+	r.watch_dns = false; /* two handles to check at close */
 	rig_close(&r);
 }
 
@@ -846,6 +872,7 @@ static const struct check_test tests[] = {
 	{ "threads_end", test_threads_end },
 	{ "missing_dll", test_missing_dll },
 	{ "dns_watch", test_dns_watch },
+	{ "dns_watch_refused", test_dns_watch_refused },
 };
 
 int main(int argc, char **argv)
