@@ -1318,6 +1318,25 @@ static void wdc_close(struct capture *cap)
 
 #define DNS_WATCH_FILTER "inbound and !loopback and udp.SrcPort == 53"
 
+/* Empties the DNS Client service's cache, as `ipconfig /flushdns` does, so that the names the
+ * session looks up go out as queries the watch can see (a cached name makes no packet). Other
+ * programs only pay a fresh lookup. dnsapi.dll exports the function without declaring it in the
+ * SDK headers, so it is looked up; without it, nothing is flushed. */
+static void flush_dns_cache(void)
+{
+	HMODULE dnsapi = LoadLibraryExW(L"dnsapi.dll", NULL, LOAD_LIBRARY_SEARCH_SYSTEM32);
+	BOOL(WINAPI * flush)(void) = NULL;
+	FARPROC fn;
+
+	if (!dnsapi)
+		return;
+	fn = GetProcAddress(dnsapi, "DnsFlushResolverCache");
+	memcpy(&flush, &fn, sizeof flush < sizeof fn ? sizeof flush : sizeof fn);
+	if (!flush || !flush())
+		log_debug("windivert: the DNS Client cache was not flushed");
+	FreeLibrary(dnsapi);
+}
+
 /* The DNS Client service's process id, 0 when it is not running or cannot be asked. */
 static uint32_t dns_client_pid(void)
 {
@@ -1366,6 +1385,7 @@ static int open_dns_watch(struct wdc_capture *c, const struct capture_config *cf
 	if (!c->resolver_pid)
 		log_debug("windivert: the DNS Client service's process is unknown: watching the "
 			  "queries of every process outside the session");
+	flush_dns_cache();
 	return 0;
 }
 
