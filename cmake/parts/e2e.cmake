@@ -10,4 +10,9 @@ foreach(mode netns divert)
            COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/test_run.sh $<TARGET_FILE:sluice> ${mode})
   set_tests_properties(e2e_run_${mode} PROPERTIES LABELS e2e TIMEOUT 600 SKIP_RETURN_CODE 77
                        RUN_SERIAL TRUE)
+  # A root COMMAND attacks its own session (namespaces, nftables, ptrace, mounts, ...).
+  add_test(NAME e2e_escape_${mode}
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/test_escape.sh $<TARGET_FILE:sluice> ${mode})
+  set_tests_properties(e2e_escape_${mode} PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77
+                       RUN_SERIAL TRUE)
 endforeach()

@@ -14,10 +14,18 @@
 #include <unistd.h>
 
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include "base/log.h"
 #include "session/session.h"
@@ -32,6 +40,9 @@ enum msg_type {
 
 enum init_step {
 	STEP_JOIN = 1,
+	STEP_MOUNTS,
+	STEP_PRIVILEGES,
+	STEP_FILTER,
 	STEP_SIGNALS,
 	STEP_PIPE,
 	STEP_FORK,
@@ -64,6 +75,12 @@ static const char *step_name(int step)
 	switch (step) {
 	case STEP_JOIN:
 		return "joining the session network";
+	case STEP_MOUNTS:
+		return "mounting the session's /proc and read-only /proc/sys and /sys";
+	case STEP_PRIVILEGES:
+		return "dropping capabilities";
+	case STEP_FILTER:
+		return "installing the system call filter";
 	case STEP_SIGNALS:
 		return "setting up signals";
 	case STEP_PIPE:
@@ -73,6 +90,211 @@ static const char *step_name(int step)
 	default:
 		return "unknown step";
 	}
+}
+
+/* ---- confinement: what a session process, root included, keeps of the host ----
+ *
+ * Applied by init to itself before it forks COMMAND, so every session process inherits it and
+ * none can undo it. docs/platforms.md says what a root process inside can and cannot do. */
+
+/* The only capabilities left in any set, the bounding set included: what root build steps
+ * use on files and on the session's own processes (Docker's default set, less CAP_NET_RAW and
+ * CAP_SETPCAP). Everything else, capabilities of kernels newer than these headers included,
+ * is dropped: namespaces, mounts, the session's network and nftables rules, raw sockets,
+ * ptrace, kernel modules, raw I/O, BPF, perf, the host's clock and logs. */
+static const int kept_capabilities[] = {
+	CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID,
+	CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE, CAP_SETFCAP,
+};
+
+/* Capabilities are numbered below 64 (two 32-bit words in the capset interface). */
+#define CAPABILITY_BITS 64
+
+static uint64_t kept_capability_mask(void)
+{
+	uint64_t mask = 0;
+
+	for (size_t i = 0; i < sizeof kept_capabilities / sizeof kept_capabilities[0]; i++)
+		mask |= UINT64_C(1) << kept_capabilities[i];
+	return mask;
+}
+
+/* Makes the session see only its own processes in /proc (the host's, sluice's among them,
+ * cannot be named: no /proc/PID/mem, ns or root of theirs), and the kernel's settings read-only:
+ * /proc/sys (core_pattern, modprobe and binfmt_misc start programs outside the session),
+ * /proc/sysrq-trigger, and /sys with every mount below it (uevent_helper, cgroups). Only the
+ * session's new mount namespace changes: mounts are made slaves first, so nothing propagates
+ * back to sluice's. */
+static int make_private_mounts(void)
+{
+	static const char *const read_only[] = { "/proc/sys", "/proc/sysrq-trigger", "/sys" };
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return -errno;
+	for (size_t i = 0; i < sizeof read_only / sizeof read_only[0]; i++) {
+		const char *path = read_only[i];
+
+		if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		if (mount_setattr(AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr) == 0)
+			continue;
+		/* Before Linux 5.12: the top mount only (below /sys, cgroups stay writable). */
+		if (errno != ENOSYS ||
+		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* no_new_privs (setuid bits give nothing on exec), then every capability not kept leaves the
+ * bounding, ambient, inheritable, permitted and effective sets: no file capability can give
+ * one back either (a binary that asks for one is not executed). Securebits are not locked:
+ * changing them needs CAP_SETPCAP, which is gone for good. */
+static int drop_privileges(void)
+{
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	uint64_t keep = kept_capability_mask();
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	for (int cap = 0; cap < CAPABILITY_BITS; cap++) {
+		int bounded = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+
+		if (bounded < 0)
+			break; /* beyond the kernel's last capability */
+		if (bounded && !(keep >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return -errno;
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno;
+	if (syscall(SYS_capget, &header, data) < 0)
+		return -errno;
+	for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
+		uint32_t word = (uint32_t)(keep >> (32 * i));
+
+		data[i].effective &= word;
+		data[i].permitted &= word;
+		data[i].inheritable &= word;
+	}
+	if (syscall(SYS_capset, &header, data) < 0)
+		return -errno;
+	return 0;
+}
+
+/* A system call ABI a session process may use, with the numbers the filter looks at. */
+struct syscall_abi {
+	uint32_t arch;           /* AUDIT_ARCH_* */
+	uint32_t nr_min, nr_max; /* its system call numbers (x32 shares x86-64's arch) */
+	uint32_t setns, unshare, clone, clone3, ioctl;
+};
+
+#define X32_BIT 0x40000000u
+
+static const struct syscall_abi filter_abis[] = {
+#if defined(__x86_64__)
+	{ AUDIT_ARCH_X86_64, 0, X32_BIT - 1, 308, 272, 56, 435, 16 },
+	{ AUDIT_ARCH_X86_64, X32_BIT, UINT32_MAX, X32_BIT + 308, X32_BIT + 272, X32_BIT + 56,
+	  X32_BIT + 435, X32_BIT + 514 },
+	{ AUDIT_ARCH_I386, 0, UINT32_MAX, 346, 310, 120, 435, 54 },
+#elif defined(__aarch64__)
+	{ AUDIT_ARCH_AARCH64, 0, UINT32_MAX, 268, 97, 220, 435, 29 },
+	{ AUDIT_ARCH_ARM, 0, UINT32_MAX, 375, 337, 120, 435, 54 },
+#elif defined(__i386__)
+	{ AUDIT_ARCH_I386, 0, UINT32_MAX, 346, 310, 120, 435, 54 },
+#else
+#error "sluice: give the session's system call filter this architecture's ABIs (filter_abis)"
+#endif
+};
+
+/* One block of the filter per ABI; an instruction's jump reaches a later one of its block, or
+ * the next block (the end: the ABI is not this one). */
+enum filter_slot {
+	F_LOAD_ARCH, F_IS_ARCH, F_LOAD_NR, F_NR_MIN, F_NR_MAX,
+	F_SETNS, F_UNSHARE, F_CLONE, F_CLONE3, F_IOCTL, F_ALLOW,
+	F_LOAD_FLAGS, F_NEWUSER,
+	F_LOAD_CMD, F_TIOCSTI, F_TIOCLINUX, F_ALLOW_ARG,
+	F_EPERM, F_ENOSYS,
+	F_BLOCK,
+};
+
+#define FILTER_JUMP(from, to) ((uint8_t)((to) - (from) - 1))
+#define FILTER_LEN (F_BLOCK * (sizeof filter_abis / sizeof filter_abis[0]) + 1)
+
+/* The low 32 bits of argument n (the kernel reads clone's and unshare's flags and ioctl's
+ * request as 32-bit values where these bits live). */
+static uint32_t filter_arg_low(int n)
+{
+	uint32_t off = (uint32_t)(offsetof(struct seccomp_data, args) + 8 * (unsigned)n);
+
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	off += 4;
+#endif
+	return off;
+}
+
+static void filter_block(struct sock_filter *f, const struct syscall_abi *abi)
+{
+	const uint16_t ld = BPF_LD | BPF_W | BPF_ABS, ret = BPF_RET | BPF_K;
+	const uint16_t jeq = BPF_JMP | BPF_JEQ | BPF_K;
+
+	f[F_LOAD_ARCH] = (struct sock_filter)BPF_STMT(ld, offsetof(struct seccomp_data, arch));
+	f[F_IS_ARCH] = (struct sock_filter)BPF_JUMP(jeq, abi->arch, 0,
+						    FILTER_JUMP(F_IS_ARCH, F_BLOCK));
+	f[F_LOAD_NR] = (struct sock_filter)BPF_STMT(ld, offsetof(struct seccomp_data, nr));
+	f[F_NR_MIN] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, abi->nr_min, 0,
+						   FILTER_JUMP(F_NR_MIN, F_BLOCK));
+	f[F_NR_MAX] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, abi->nr_max,
+						   FILTER_JUMP(F_NR_MAX, F_BLOCK), 0);
+	f[F_SETNS] = (struct sock_filter)BPF_JUMP(jeq, abi->setns,
+						  FILTER_JUMP(F_SETNS, F_EPERM), 0);
+	f[F_UNSHARE] = (struct sock_filter)BPF_JUMP(jeq, abi->unshare,
+						    FILTER_JUMP(F_UNSHARE, F_LOAD_FLAGS), 0);
+	f[F_CLONE] = (struct sock_filter)BPF_JUMP(jeq, abi->clone,
+						  FILTER_JUMP(F_CLONE, F_LOAD_FLAGS), 0);
+	f[F_CLONE3] = (struct sock_filter)BPF_JUMP(jeq, abi->clone3,
+						   FILTER_JUMP(F_CLONE3, F_ENOSYS), 0);
+	f[F_IOCTL] = (struct sock_filter)BPF_JUMP(jeq, abi->ioctl,
+						  FILTER_JUMP(F_IOCTL, F_LOAD_CMD), 0);
+	f[F_ALLOW] = (struct sock_filter)BPF_STMT(ret, SECCOMP_RET_ALLOW);
+	f[F_LOAD_FLAGS] = (struct sock_filter)BPF_STMT(ld, filter_arg_low(0));
+	f[F_NEWUSER] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NEWUSER,
+						    FILTER_JUMP(F_NEWUSER, F_EPERM),
+						    FILTER_JUMP(F_NEWUSER, F_ALLOW_ARG));
+	f[F_LOAD_CMD] = (struct sock_filter)BPF_STMT(ld, filter_arg_low(1));
+	f[F_TIOCSTI] = (struct sock_filter)BPF_JUMP(jeq, TIOCSTI,
+						    FILTER_JUMP(F_TIOCSTI, F_EPERM), 0);
+	f[F_TIOCLINUX] = (struct sock_filter)BPF_JUMP(jeq, TIOCLINUX,
+						      FILTER_JUMP(F_TIOCLINUX, F_EPERM), 0);
+	f[F_ALLOW_ARG] = (struct sock_filter)BPF_STMT(ret, SECCOMP_RET_ALLOW);
+	f[F_EPERM] = (struct sock_filter)BPF_STMT(ret, SECCOMP_RET_ERRNO | EPERM);
+	f[F_ENOSYS] = (struct sock_filter)BPF_STMT(ret, SECCOMP_RET_ERRNO | ENOSYS);
+}
+
+/* What capabilities cannot take away. A process whose euid owns a user namespace has every
+ * capability in it, so even a capability-less root (or any uid) could join the user and
+ * network namespaces of a container its uid created: setns is refused (without capabilities
+ * it serves nothing else), and so are new user namespaces (unshare, clone; clone3 answers
+ * ENOSYS, and libc falls back to clone). TIOCSTI and TIOCLINUX would push input into the
+ * terminal the session shares with the user's shell. Unknown ABIs are killed. */
+static int install_filter(void)
+{
+	struct sock_filter filter[FILTER_LEN];
+	struct sock_fprog prog = { .len = (unsigned short)FILTER_LEN, .filter = filter };
+	size_t n = sizeof filter_abis / sizeof filter_abis[0];
+
+	for (size_t i = 0; i < n; i++)
+		filter_block(filter + i * F_BLOCK, &filter_abis[i]);
+	filter[n * F_BLOCK] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+							   SECCOMP_RET_KILL_PROCESS);
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+		return -errno;
+	return 0;
 }
 
 /* ---- the session's init (pid 1 of the new PID namespace) ---- */
@@ -192,6 +414,12 @@ _Noreturn static void init_main(int ctl, int sluice_end, struct capture *capture
 	if (err)
 		init_fail(ctl, STEP_JOIN, -err);
 	close_all_but(ctl);
+	if ((err = make_private_mounts()))
+		init_fail(ctl, STEP_MOUNTS, -err);
+	if ((err = drop_privileges()))
+		init_fail(ctl, STEP_PRIVILEGES, -err);
+	if ((err = install_filter()))
+		init_fail(ctl, STEP_FILTER, -err);
 
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
@@ -499,6 +727,12 @@ int session_spawn(struct session **out, char *const argv[], struct capture *capt
 	}
 	if ((err = watch(s->epfd, s->sigfd)) || (err = watch(s->epfd, s->ctl)))
 		goto fail;
+	/* Nothing of sluice's may be ptraced, nor its /proc/PID/mem, fd or ns opened, by a process
+	 * without CAP_SYS_PTRACE, whatever its uid; init inherits it (it never execs). */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		err = -errno;
+		goto fail;
+	}
 
 	s->init_pid = fork_into_new_pidns(&err);
 	if (s->init_pid == 0)

@@ -9,6 +9,14 @@
  * included, before init's exit is reported: when the session has ended, nothing of it is left.
  * init has PR_SET_PDEATHSIG(SIGKILL): if sluice dies (even by SIGKILL) the session dies too.
  *
+ * Confinement (linux.c, docs/platforms.md). Before forking COMMAND, init gives the session a
+ * mount namespace of its own with a /proc of the session's PID namespace and read-only
+ * /proc/sys and /sys; sets no_new_privs; drops every capability but a short list (file
+ * ownership and modes, setuid/setgid, kill, low ports, chroot, mknod, audit write, setfcap)
+ * from all its sets, the bounding set included; and installs a seccomp filter refusing setns,
+ * new user namespaces and terminal input injection. Every session process inherits all of it,
+ * root included. session_spawn makes the calling process non-dumpable for the rest of its life.
+ *
  * Signals. session_spawn blocks, in the calling thread, SIGTERM, SIGHUP, SIGQUIT, SIGINT,
  * SIGUSR1, SIGUSR2, SIGWINCH and SIGCONT, and reads them through a signalfd. Those sent to
  * sluice by a process (si_code SI_USER, SI_QUEUE or SI_TKILL: kill(1), sigqueue, tgkill) are
