@@ -1,6 +1,6 @@
 # policy: the policy language — parser, indexed matcher, the built-in default policy.
 add_library(sluice_policy STATIC src/policy/policy.c src/policy/policy_index.c
-            src/policy/policy_match.c src/policy/default_policy.c)
+            src/policy/policy_match.c src/policy/default_policy.c src/policy/ranges.c)
 target_link_libraries(sluice_policy PUBLIC sluice_base)
 if(EXISTS ${CMAKE_SOURCE_DIR}/tests/unit/test_policy.c)
   sluice_unit_test(NAME test_policy SOURCES tests/unit/test_policy.c LIBS sluice_policy)

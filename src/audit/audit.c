@@ -150,10 +150,11 @@ static const char *qtype_name(uint16_t qtype)
 		uint16_t type;
 		const char *name;
 	} names[] = {
-		{1, "A"},       {2, "NS"},     {5, "CNAME"},   {6, "SOA"},   {12, "PTR"},
-		{15, "MX"},     {16, "TXT"},   {28, "AAAA"},   {33, "SRV"},  {35, "NAPTR"},
-		{43, "DS"},     {46, "RRSIG"}, {47, "NSEC"},   {48, "DNSKEY"}, {64, "SVCB"},
-		{65, "HTTPS"},  {252, "AXFR"}, {255, "ANY"},   {257, "CAA"},
+		{1, "A"},       {2, "NS"},     {5, "CNAME"},   {6, "SOA"},   {10, "NULL"},
+		{12, "PTR"},    {15, "MX"},    {16, "TXT"},    {28, "AAAA"}, {33, "SRV"},
+		{35, "NAPTR"},  {43, "DS"},    {46, "RRSIG"},  {47, "NSEC"}, {48, "DNSKEY"},
+		{64, "SVCB"},   {65, "HTTPS"}, {251, "IXFR"},  {252, "AXFR"}, {255, "ANY"},
+		{257, "CAA"},
 	};
 
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -424,8 +425,12 @@ int audit_log_dns(struct audit *a, const struct audit_dns *ev)
 
 	if (!a)
 		return 0;
-	if (!ev || !ev->qname || (ev->n_answers && !ev->answers))
+	if (!ev || !ev->qname || (ev->n_answers && !ev->answers) ||
+	    (ev->n_dropped && !ev->dropped))
 		return failed(a, -EINVAL);
+	for (size_t i = 0; i < ev->n_dropped; i++)
+		if (!ev->dropped[i].rule)
+			return failed(a, -EINVAL);
 	decision = decision_name(ev->decision);
 	if (!decision)
 		return failed(a, -EINVAL);
@@ -454,6 +459,20 @@ int audit_log_dns(struct audit *a, const struct audit_dns *ev)
 				json_null(&a->w);
 			else
 				json_cstr(&a->w, text);
+			if (!list_item_fits(a, &before))
+				break;
+		}
+		list_end(a, false);
+	}
+	if (ev->n_dropped) {
+		list_begin(a, "dropped", false);
+		for (size_t i = 0; i < ev->n_dropped; i++) {
+			struct json_mark before = json_mark(&a->w);
+
+			json_object_begin(&a->w);
+			put_addr(a, "address", &ev->dropped[i].address);
+			put_text(a, "rule", ev->dropped[i].rule, AUDIT_RULE_OUT);
+			json_object_end(&a->w);
 			if (!list_item_fits(a, &before))
 				break;
 		}

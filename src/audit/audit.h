@@ -97,17 +97,28 @@ struct audit_session_end {
 	size_t n_stats;
 };
 
+/* An address the rebinding guard removed from a DNS answer, and why ("guard:private"). */
+struct audit_dns_dropped {
+	struct addr address;
+	const char *rule; /* required */
+};
+
 /* "dns": "qname", "qtype" ("A", "AAAA", ... or the number when it has no name here),
  * "decision", "rule", "answers" (only for allowed queries; [] when there were none),
- * "resolver" and "resolver_port" (when the query was forwarded), "error" (e.g. a timeout). */
+ * "dropped" (when n_dropped > 0: [{"address":"10.0.0.5","rule":"guard:private"},...], what the
+ * rebinding guard removed from the answer before the application saw it), "resolver" and
+ * "resolver_port" (when the query was forwarded), "error" (e.g. a timeout). */
 struct audit_dns {
 	struct audit_meta meta;
 	const char *qname;             /* text form, binary bytes already escaped as \DDD */
 	uint16_t qtype;
 	enum audit_decision decision;
-	const char *rule;              /* "FILE:LINE" or "default", or NULL */
+	const char *rule;              /* "FILE:LINE", "default", "guard:RANGE", or why the
+					* query was refused ("qtype", ...); or NULL */
 	const struct addr *answers;    /* n_answers addresses */
 	size_t n_answers;
+	const struct audit_dns_dropped *dropped; /* n_dropped entries */
+	size_t n_dropped;
 	struct addr resolver;          /* ADDR_NONE when not forwarded */
 	uint16_t resolver_port;        /* written with resolver, when not 0 */
 	const char *error;             /* or NULL */
@@ -115,7 +126,7 @@ struct audit_dns {
 
 /* "connect": "proto", "dst", "dport", "domain" and "domain_src" (when a name is attributed),
  * "decision", "rule", "audit":true (for audit rules only; omitted otherwise), "error" (when
- * the upstream dial failed). */
+ * the upstream dial failed, or had not finished when the session ended). */
 struct audit_connect {
 	struct audit_meta meta;
 	enum audit_proto proto;
@@ -124,7 +135,7 @@ struct audit_connect {
 	const char *domain;                /* or NULL */
 	enum audit_domain_src domain_src;  /* written with domain, unless AUDIT_SRC_NONE */
 	enum audit_decision decision;
-	const char *rule;                  /* "FILE:LINE" or "default", or NULL */
+	const char *rule;                  /* "FILE:LINE", "default", "guard:RANGE", or NULL */
 	bool audit;
 	const char *error;                 /* or NULL */
 };

@@ -155,6 +155,28 @@ bool addr_unmap_v4(const struct addr *a, struct addr *out)
 	return false;
 }
 
+static const uint8_t nat64_prefix[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+
+bool addr_embedded_v4(const struct addr *a, struct addr *out)
+{
+	static const uint8_t zeros[12];
+	if (a->family == ADDR_V6) {
+		bool compatible = memcmp(a->bytes, zeros, 12) == 0 &&
+				  (a->bytes[12] | a->bytes[13] | a->bytes[14] |
+				   (a->bytes[15] & 0xfe)) != 0;
+		if (compatible || memcmp(a->bytes, v4_mapped_prefix, 12) == 0 ||
+		    memcmp(a->bytes, nat64_prefix, 12) == 0) {
+			uint8_t v4[4];
+			memcpy(v4, a->bytes + 12, 4); /* out may be a */
+			addr_from_bytes(out, ADDR_V4, v4);
+			return true;
+		}
+	}
+	if (out != a)
+		*out = *a;
+	return false;
+}
+
 /* Writes text into buf (size n), returning its length or -ENOSPC with buf emptied. */
 static int put_text(char *buf, size_t n, const char *text, size_t len)
 {

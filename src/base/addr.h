@@ -57,6 +57,12 @@ int addr_format_port(const struct addr *a, uint16_t port, char *buf, size_t n);
  * otherwise returns false and copies a into *out. */
 bool addr_unmap_v4(const struct addr *a, struct addr *out);
 
+/* If a is an IPv6 address that carries an IPv4 address, returns true and stores that IPv4
+ * address in *out: IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1;
+ * not "::" or "::1", which are IPv6's own unspecified and loopback addresses) and the NAT64
+ * well-known prefix 64:ff9b::a.b.c.d (RFC 6052). Otherwise returns false and copies a. */
+bool addr_embedded_v4(const struct addr *a, struct addr *out);
+
 /* Parses "ADDR" or "ADDR/LEN" (an address alone is a host prefix: /32 or /128).
  * Returns 0; -EINVAL for bad syntax; -ERANGE for a length beyond the family's bits;
  * -EDOM when bits beyond the prefix are set ("10.0.0.1/8"), with *out still filled in,

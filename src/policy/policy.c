@@ -838,7 +838,9 @@ const char *policy_action_name(enum policy_action action)
 int policy_verdict_label(const struct policy_verdict *v, char *buf, size_t n)
 {
 	int len;
-	if (v->line == 0) {
+	if (v->guard) {
+		len = snprintf(buf, n, "guard:%s", v->guard);
+	} else if (v->line == 0) {
 		len = snprintf(buf, n, "default");
 	} else {
 		const char *file = v->file ? v->file : "";

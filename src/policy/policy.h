@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "base/addr.h"
+#include "policy/ranges.h"
 
 /* Bounds on a policy file; reaching one is a parse error. */
 #define POLICY_MAX_BYTES (16u * 1024 * 1024)
@@ -83,7 +84,8 @@ struct policy_report {
  * case, an optional trailing dot; a name that is not a valid host name is ignored. */
 struct policy_conn {
 	enum policy_proto proto;
-	struct addr dst; /* IPv4-mapped IPv6 is matched as IPv4 */
+	struct addr dst; /* IPv4-mapped IPv6 is matched as IPv4; IPv4-compatible and NAT64 forms
+			  * both as themselves and as the IPv4 address they carry */
 	uint16_t port;
 	const char *const *names; /* NUL-terminated strings, borrowed */
 	size_t n_names;
@@ -95,6 +97,7 @@ struct policy_verdict {
 	bool audit;       /* decided by an `audit` rule (action is then POLICY_ALLOW) */
 	uint32_t line;    /* line of the deciding rule; 0 when `default` decided (or was absent) */
 	const char *file; /* the policy's file name */
+	const char *guard; /* the address guard denied: the range's name (range_class_name) */
 };
 
 struct policy;
@@ -135,6 +138,25 @@ uint32_t policy_default_line(const struct policy *p);
  * qualifiers accept it; else the default. */
 struct policy_verdict policy_decide_connect(const struct policy *p, const struct policy_conn *c);
 
+/* Whether a `cidr` rule explicitly allows address a on (port, proto): the first rule in file
+ * order that has a cidr target containing a (or the IPv4 address an IPv6 form of a carries,
+ * addr_embedded_v4) and whose qualifiers accept (port, proto) is an allow or audit rule. port 0
+ * and proto 0 mean "any" (a DNS answer): an allow rule then counts when it accepts some port and
+ * protocol, a deny rule when it accepts all of them. Rules without a target, domain targets and
+ * `default` never count. proto is POLICY_TCP, POLICY_UDP or 0. */
+bool policy_cidr_allows(const struct policy *p, const struct addr *a, uint16_t port, int proto);
+
+/* The address guard on a: the guarded range a is in (range_classify) when no cidr rule allows it
+ * for (port, proto) as policy_cidr_allows says; RANGE_PUBLIC when a may be reached. */
+enum range_class policy_guard_address(const struct policy *p, const struct addr *a,
+				      uint16_t port, int proto);
+
+/* policy_decide_connect, then the address guard: a connection the policy allows to an address
+ * that policy_guard_address(dst, port, proto) keeps out is denied, with `guard` set to the
+ * range's name, `line` 0 and `audit` false. The relay and the UDP relay decide with this. */
+struct policy_verdict policy_decide_connect_guarded(const struct policy *p,
+						    const struct policy_conn *c);
+
 /* Whether a name could change the decision for c (c's names are ignored): true when a rule with
  * a domain target that accepts c's port and proto comes before the rule (or default) that
  * decides c without names. The relay waits for a TLS SNI or HTTP Host only when it matters. */
@@ -148,7 +170,8 @@ struct policy_verdict policy_decide_dns(const struct policy *p, const char *name
 /* "allow" or "deny". */
 const char *policy_action_name(enum policy_action action);
 
-/* Writes the deciding rule as "FILE:LINE", or "default", into buf of size n
+/* Writes the deciding rule as "FILE:LINE", "default", or "guard:RANGE" (the address guard denied,
+ * e.g. "guard:private"), into buf of size n
  * (POLICY_RULE_LABEL_MAX suffices; a longer file name is cut at the front, keeping the end).
  * Returns the length written, or -ENOSPC when n is too small (buf then holds "" if n > 0). */
 int policy_verdict_label(const struct policy_verdict *v, char *buf, size_t n);

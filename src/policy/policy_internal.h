@@ -158,6 +158,8 @@ bool policy_rule_accepts(const struct policy *p, const struct policy_rule *r,
 struct policy_verdict policy_decide_connect_linear(const struct policy *p,
 						   const struct policy_conn *c);
 struct policy_verdict policy_decide_dns_linear(const struct policy *p, const char *name);
+bool policy_cidr_allows_linear(const struct policy *p, const struct addr *a, uint16_t port,
+			       int proto);
 
 /* Appends "this rule never matches" warnings to report for rules that a single earlier rule
  * covers (same or wider qualifiers, each target covered). Needs the index. */

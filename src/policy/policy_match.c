@@ -179,21 +179,45 @@ static void search_name(struct search *s, const char *name, size_t len)
 	}
 }
 
-static void search_address(struct search *s, const struct addr *dst)
+/* The forms of an address that cidr targets are matched against: IPv4-mapped IPv6 as IPv4 only
+ * (mapped prefixes are stored as IPv4); an IPv4-compatible or NAT64 address as itself and as the
+ * IPv4 address it carries. Returns how many forms (1 or 2) were stored in forms[]. */
+static size_t address_forms(const struct addr *dst, struct addr forms[2])
 {
-	const struct policy_index *ix = &s->p->index;
-	struct addr a;
-	addr_unmap_v4(dst, &a);
-	const uint8_t *prefixes = a.family == ADDR_V4 ? ix->v4_prefixes : ix->v6_prefixes;
-	size_t n_prefixes = a.family == ADDR_V4 ? ix->n_v4_prefixes
-				: a.family == ADDR_V6 ? ix->n_v6_prefixes : 0;
+	addr_unmap_v4(dst, &forms[0]);
+	if (forms[0].family == ADDR_V6 && addr_embedded_v4(&forms[0], &forms[1]))
+		return 2;
+	return 1;
+}
+
+/* Calls visit(s, list, n) with the rule list of every cidr prefix of the policy containing a. */
+static void each_cidr_list(const struct policy *p, const struct addr *a, void *s,
+			   void (*visit)(void *s, const uint32_t *list, size_t n))
+{
+	const struct policy_index *ix = &p->index;
+	const uint8_t *prefixes = a->family == ADDR_V4 ? ix->v4_prefixes : ix->v6_prefixes;
+	size_t n_prefixes = a->family == ADDR_V4 ? ix->n_v4_prefixes
+				: a->family == ADDR_V6 ? ix->n_v6_prefixes : 0;
 	for (size_t i = 0; i < n_prefixes; i++) {
 		uint8_t key[18];
-		size_t len = policy_cidr_key(&a, prefixes[i], key), n;
+		size_t len = policy_cidr_key(a, prefixes[i], key), n;
 		const uint32_t *list = policy_index_lookup(ix, KEY_CIDR, key, len,
 							   policy_hash(key, len), &n);
-		consider(s, list, n);
+		visit(s, list, n);
 	}
+}
+
+static void consider_list(void *s, const uint32_t *list, size_t n)
+{
+	consider(s, list, n);
+}
+
+static void search_address(struct search *s, const struct addr *dst)
+{
+	struct addr forms[2];
+	size_t n = address_forms(dst, forms);
+	for (size_t i = 0; i < n; i++)
+		each_cidr_list(s->p, &forms[i], s, consider_list);
 }
 
 struct policy_verdict policy_decide_connect(const struct policy *p, const struct policy_conn *c)
@@ -238,6 +262,104 @@ struct policy_verdict policy_decide_dns(const struct policy *p, const char *name
 	return verdict(p, s.best);
 }
 
+/* ----- The address guard ----- */
+
+static bool port_listed(const struct policy *p, const struct policy_rule *r, uint16_t port)
+{
+	if (r->port_count == 0)
+		return true;
+	const struct policy_ports *pr = p->ports + r->port_first;
+	for (uint32_t i = 0; i < r->port_count; i++)
+		if (port >= pr[i].lo && port <= pr[i].hi)
+			return true;
+	return false;
+}
+
+/* Whether rule r answers policy_cidr_allows's question for (port, proto), 0 meaning any: an
+ * allow rule when it accepts some of those connections, a deny rule when it accepts all. */
+static bool cidr_rule_decides(const struct policy *p, const struct policy_rule *r,
+			      uint16_t port, int proto)
+{
+	if (r->action != RULE_DENY)
+		return (!proto || !r->protos || (r->protos & proto)) &&
+		       (!port || port_listed(p, r, port));
+	bool protos_all = !r->protos || r->protos == (POLICY_TCP | POLICY_UDP);
+	return (proto ? !r->protos || (r->protos & proto) : protos_all) &&
+	       (port ? port_listed(p, r, port) : r->port_count == 0);
+}
+
+struct cidr_search {
+	const struct policy *p;
+	uint32_t best;
+	uint16_t port;
+	int proto;
+};
+
+static void consider_cidr(void *arg, const uint32_t *list, size_t n)
+{
+	struct cidr_search *s = arg;
+	for (size_t i = 0; i < n && list[i] < s->best; i++) {
+		if (cidr_rule_decides(s->p, &s->p->rules[list[i]], s->port, s->proto)) {
+			s->best = list[i];
+			return;
+		}
+	}
+}
+
+bool policy_cidr_allows(const struct policy *p, const struct addr *a, uint16_t port, int proto)
+{
+	struct cidr_search s = {.p = p, .best = UINT32_MAX, .port = port, .proto = proto};
+	struct addr forms[2];
+	size_t n = address_forms(a, forms);
+	for (size_t i = 0; i < n; i++)
+		each_cidr_list(p, &forms[i], &s, consider_cidr);
+	return s.best < p->n_rules && p->rules[s.best].action != RULE_DENY;
+}
+
+enum range_class policy_guard_address(const struct policy *p, const struct addr *a,
+				      uint16_t port, int proto)
+{
+	enum range_class cls = range_classify(a);
+	if (cls == RANGE_PUBLIC || policy_cidr_allows(p, a, port, proto))
+		return RANGE_PUBLIC;
+	return cls;
+}
+
+struct policy_verdict policy_decide_connect_guarded(const struct policy *p,
+						    const struct policy_conn *c)
+{
+	struct policy_verdict v = policy_decide_connect(p, c);
+	if (v.action != POLICY_ALLOW)
+		return v;
+	enum range_class cls = policy_guard_address(p, &c->dst, c->port, (int)c->proto);
+	if (cls != RANGE_PUBLIC) {
+		v.action = POLICY_DENY;
+		v.audit = false;
+		v.line = 0;
+		v.guard = range_class_name(cls);
+	}
+	return v;
+}
+
+bool policy_cidr_allows_linear(const struct policy *p, const struct addr *a, uint16_t port,
+			       int proto)
+{
+	struct addr forms[2];
+	size_t n = address_forms(a, forms);
+	for (size_t r = 0; r < p->n_rules; r++) {
+		const struct policy_rule *rule = &p->rules[r];
+		if (!cidr_rule_decides(p, rule, port, proto))
+			continue;
+		for (uint32_t i = 0; i < rule->target_count; i++) {
+			const struct policy_target *t = &p->targets[rule->target_first + i];
+			for (size_t k = 0; k < n && t->kind == TARGET_CIDR; k++)
+				if (cidr_contains(&t->cidr, &forms[k]))
+					return rule->action != RULE_DENY;
+		}
+	}
+	return false;
+}
+
 /* ----- The reference: every rule in order ----- */
 
 static bool target_matches(const struct policy *p, const struct policy_target *t,
@@ -251,8 +373,8 @@ static bool target_matches(const struct policy *p, const struct policy_target *t
 struct policy_verdict policy_decide_connect_linear(const struct policy *p,
 						   const struct policy_conn *c)
 {
-	struct addr a;
-	addr_unmap_v4(&c->dst, &a);
+	struct addr forms[2];
+	size_t n_forms = address_forms(&c->dst, forms);
 	for (size_t r = 0; r < p->n_rules; r++) {
 		const struct policy_rule *rule = &p->rules[r];
 		if (!policy_rule_accepts(p, rule, c->proto, c->port))
@@ -261,7 +383,8 @@ struct policy_verdict policy_decide_connect_linear(const struct policy *p,
 		for (uint32_t i = 0; i < rule->target_count && !hit; i++) {
 			const struct policy_target *t = &p->targets[rule->target_first + i];
 			if (t->kind == TARGET_CIDR) {
-				hit = target_matches(p, t, NULL, 0, &a);
+				for (size_t k = 0; k < n_forms && !hit; k++)
+					hit = target_matches(p, t, NULL, 0, &forms[k]);
 				continue;
 			}
 			for (size_t k = 0; k < c->n_names && !hit; k++) {

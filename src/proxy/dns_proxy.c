@@ -1,7 +1,9 @@
-/* dns_proxy.c — DNS queries of the session: parse, decide, answer NXDOMAIN or forward. */
+/* dns_proxy.c — DNS queries of the session: parse, decide, answer NXDOMAIN or forward; the
+ * rebinding guard on what comes back. */
 #include "proxy/dns_proxy.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@
 #include "capture/capture.h"
 #include "policy/dns_map.h"
 #include "policy/policy.h"
+#include "policy/ranges.h"
 #include "proxy/dns_msg.h"
 
 /* Datagrams read per listener wake-up. */
@@ -20,13 +23,33 @@
 #define EXE_MAX 512
 /* A TCP frame: the 2-byte length and the largest message. */
 #define FRAME_MAX (2 + DNS_MESSAGE_MAX)
+/* Dropped addresses named on one stderr line; the event lists them all (up to DNS_MAX_ANSWERS). */
+#define GUARD_LINE_MAX 4
+/* "guard:" and the longest range name, with the NUL. */
+#define GUARD_RULE_MAX 24
+
+/* Why a query was refused before the policy looked at its name: the event's rule, the answer's
+ * rcode, and the words of the event's error and the stderr line. */
+struct refusal {
+	const char *rule;
+	uint8_t rcode;
+	const char *why;
+};
+
+static const struct refusal refuse_opcode = {"opcode", DNS_RCODE_NOTIMP, "opcode not forwarded"};
+static const struct refusal refuse_qclass = {"qclass", DNS_RCODE_REFUSED, "class not forwarded"};
+static const struct refusal refuse_qname = {"qname", DNS_RCODE_REFUSED, "not a host name"};
+static const struct refusal refuse_qtype = {"qtype", DNS_RCODE_REFUSED,
+					    "query type not forwarded"};
+static const struct refusal refuse_names = {"names", DNS_RCODE_REFUSED,
+					    "too many distinct names in this session"};
 
 /* What one query became; filled in as it goes, written as its `dns` event once. */
 struct query_info {
 	char *qname;         /* presentation form, owned */
 	uint16_t qtype;
 	struct policy_verdict verdict;
-	bool refused;        /* not a host name: refused before policy */
+	const struct refusal *refused; /* refused before policy, or NULL */
 	struct addr resolver;
 	uint16_t resolver_port;
 	int64_t pid;
@@ -43,6 +66,7 @@ struct pending {
 	struct capture_endpoint client, asked;
 	struct dns_question question;
 	uint16_t id;
+	uint16_t udp_max; /* the largest answer the client takes over UDP */
 	struct query_info info;
 };
 
@@ -63,6 +87,7 @@ struct tcp_conn {
 	struct capture_endpoint peer, asked;
 	bool upstream_connected;
 	struct dns_question question;
+	uint16_t id; /* of the query being forwarded */
 	struct query_info info;
 	size_t in_len;           /* bytes in `in` (from the client) */
 	size_t up_out_len, up_out_off;
@@ -84,6 +109,22 @@ struct tcp_listener {
 	struct loop_io io;
 };
 
+/* What the guard removed from the answer being handled. */
+struct guard_run {
+	const struct policy *policy;
+	size_t n;     /* entries in dropped[] */
+	size_t total; /* addresses removed, listed or not */
+	struct audit_dns_dropped dropped[DNS_MAX_ANSWERS];
+	char rules[DNS_MAX_ANSWERS][GUARD_RULE_MAX];
+};
+
+/* Hashes of the names sent upstream (open addressing, 0 = empty), for max_names. */
+struct name_set {
+	uint64_t *slots;
+	size_t cap; /* a power of two, or 0 */
+	size_t count;
+};
+
 struct dns_proxy {
 	struct dns_proxy_config cfg;
 	struct udp_listener udp[CAPTURE_FAMILIES];
@@ -93,7 +134,10 @@ struct dns_proxy {
 	struct tcp_conn *tcp_conns;
 	size_t n_tcp;
 	struct dns_proxy_stats stats;
+	struct name_set names;
+	struct guard_run guard;        /* scratch for the answer being handled */
 	uint8_t buf[DNS_MESSAGE_MAX];
+	uint8_t filtered[DNS_MESSAGE_MAX]; /* an answer rebuilt without guarded addresses */
 	struct dns_message msg; /* scratch: large, so not on the stack */
 	struct dns_message reply;
 };
@@ -119,6 +163,131 @@ static void info_free(struct query_info *info)
 	memset(info, 0, sizeof *info);
 }
 
+bool dns_proxy_qtype_forwarded(uint16_t qtype)
+{
+	switch (qtype) {
+	case DNS_TYPE_A:
+	case DNS_TYPE_AAAA:
+	case DNS_TYPE_CNAME:
+	case DNS_TYPE_MX:
+	case DNS_TYPE_TXT:
+	case DNS_TYPE_PTR:
+	case DNS_TYPE_SRV:
+	case DNS_TYPE_SVCB:
+	case DNS_TYPE_HTTPS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Reads n decimal digits (1..3, no leading zero) of a reverse-name label as a byte. */
+static bool reverse_octet(const char *s, size_t n, uint8_t *out)
+{
+	unsigned v = 0;
+	if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	*out = (uint8_t)v;
+	return v <= 255;
+}
+
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The address a complete reverse name stands for: "d.c.b.a.in-addr.arpa" or 32 nibble labels
+ * and "ip6.arpa" (name lowercase, no trailing dot). Shorter reverse names name networks, not
+ * addresses: false. */
+static bool reverse_name_addr(const char *name, struct addr *out)
+{
+	static const char v4_suffix[] = "in-addr.arpa", v6_suffix[] = "ip6.arpa";
+	size_t len = strlen(name);
+	uint8_t bytes[16];
+	if (len > sizeof v4_suffix - 1 &&
+	    strcmp(name + len - (sizeof v4_suffix - 1), v4_suffix) == 0) {
+		const char *p = name;
+		for (int i = 3; i >= 0; i--) {
+			const char *dot = strchr(p, '.');
+			if (!dot || !reverse_octet(p, (size_t)(dot - p), &bytes[i]))
+				return false;
+			p = dot + 1;
+		}
+		if (strcmp(p, v4_suffix) != 0)
+			return false;
+		addr_from_bytes(out, ADDR_V4, bytes);
+		return true;
+	}
+	if (len != 64 + sizeof v6_suffix - 1 || strcmp(name + 64, v6_suffix) != 0)
+		return false;
+	for (int i = 0; i < 32; i++) {
+		int v = hex_digit(name[2 * i]);
+		if (v < 0 || name[2 * i + 1] != '.')
+			return false;
+		if (i % 2 == 0)
+			bytes[15 - i / 2] = (uint8_t)v;
+		else
+			bytes[15 - i / 2] |= (uint8_t)(v << 4);
+	}
+	addr_from_bytes(out, ADDR_V6, bytes);
+	return true;
+}
+
+static uint64_t name_hash(uint64_t seed, const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ seed;
+	for (const char *c = name; *c; c++)
+		h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 29;
+	return h ? h : 1;
+}
+
+/* Whether `name` may go upstream under max_names: true when it went before or is added now. When
+ * memory runs short the name passes unrecorded: the bound is against tunnels, not a reason to
+ * fail a session's lookups. */
+static bool names_admit(struct dns_proxy *p, const char *name)
+{
+	struct name_set *set = &p->names;
+	size_t max = p->cfg.max_names ? p->cfg.max_names : DNS_PROXY_MAX_NAMES;
+	uint64_t h = name_hash(p->cfg.hash_seed, name);
+	if (set->cap) {
+		for (size_t i = h & (set->cap - 1); set->slots[i]; i = (i + 1) & (set->cap - 1))
+			if (set->slots[i] == h)
+				return true;
+	}
+	if (set->count >= max)
+		return false;
+	if (2 * (set->count + 1) > set->cap) {
+		size_t cap = set->cap ? 2 * set->cap : 64;
+		uint64_t *slots = calloc(cap, sizeof *slots);
+		if (!slots)
+			return true;
+		for (size_t k = 0; k < set->cap; k++) {
+			uint64_t v = set->slots[k];
+			size_t i = v & (cap - 1);
+			while (v && slots[i])
+				i = (i + 1) & (cap - 1);
+			slots[i] = v;
+		}
+		free(set->slots);
+		set->slots = slots;
+		set->cap = cap;
+	}
+	size_t i = h & (set->cap - 1);
+	while (set->slots[i])
+		i = (i + 1) & (set->cap - 1);
+	set->slots[i] = h;
+	set->count++;
+	return true;
+}
+
 /* Fills info from a parsed query: name, type, process, decision. */
 static void decide(struct dns_proxy *p, const struct dns_message *q, int proto,
 		   const struct capture_endpoint *src, const struct capture_endpoint *asked,
@@ -136,17 +305,129 @@ static void decide(struct dns_proxy *p, const struct dns_message *q, int proto,
 		info->pid = pid > 0 ? pid : 0;
 		info->exe = pid > 0 && exe[0] ? dup_text(exe) : NULL;
 	}
-	if (!q->question.name.hostname || q->question.qclass != DNS_CLASS_IN) {
-		info->refused = true;
+	if (q->header.opcode != DNS_OPCODE_QUERY)
+		info->refused = &refuse_opcode;
+	else if (q->question.qclass != DNS_CLASS_IN)
+		info->refused = &refuse_qclass;
+	else if (!q->question.name.hostname)
+		info->refused = &refuse_qname;
+	else if (!dns_proxy_qtype_forwarded(q->question.qtype))
+		info->refused = &refuse_qtype;
+	if (info->refused) {
 		info->verdict.action = POLICY_DENY;
 		return;
 	}
 	info->verdict = policy_decide_dns(p->cfg.policy, lower);
+	if (info->verdict.action != POLICY_ALLOW)
+		return;
+	struct addr reverse;
+	if (reverse_name_addr(lower, &reverse)) {
+		enum range_class cls = policy_guard_address(p->cfg.policy, &reverse, 0, 0);
+		if (cls != RANGE_PUBLIC) {
+			info->verdict.action = POLICY_DENY;
+			info->verdict.audit = false;
+			info->verdict.line = 0;
+			info->verdict.guard = range_class_name(cls);
+			return;
+		}
+	}
+	if (!names_admit(p, lower)) {
+		info->refused = &refuse_names;
+		info->verdict.action = POLICY_DENY;
+	}
 }
 
-/* Writes the query's `dns` event; `answer` is the parsed upstream answer or NULL. */
+/* The answer's reply code for a query that is not forwarded. */
+static uint8_t local_rcode(const struct query_info *info)
+{
+	return info->refused ? info->refused->rcode : DNS_RCODE_NXDOMAIN;
+}
+
+static void count_local(struct dns_proxy *p, const struct query_info *info)
+{
+	if (!info->refused)
+		p->stats.denied++;
+	else if (info->refused == &refuse_qtype || info->refused == &refuse_opcode)
+		p->stats.refused_type++;
+	else if (info->refused == &refuse_names)
+		p->stats.refused_names++;
+	else
+		p->stats.refused++;
+}
+
+static bool guard_drop(const struct addr *address, void *ctx)
+{
+	struct guard_run *g = ctx;
+	enum range_class cls = policy_guard_address(g->policy, address, 0, 0);
+	if (cls == RANGE_PUBLIC)
+		return false;
+	if (g->n < DNS_MAX_ANSWERS) {
+		snprintf(g->rules[g->n], GUARD_RULE_MAX, "guard:%s", range_class_name(cls));
+		g->dropped[g->n].address = *address;
+		g->dropped[g->n].rule = g->rules[g->n];
+		g->n++;
+	}
+	g->total++;
+	return true;
+}
+
+/* The rebinding guard on an upstream answer (msg, len), already parsed into p->reply: sets *out
+ * to msg itself when it holds no guarded address, else to the answer rebuilt without them (at
+ * most cap bytes, else a TC reply), parsed again into p->reply for the DNS map; p->guard says
+ * what went. Returns 0, or -EBADMSG for a message the filter cannot rebuild. */
+static int guard_answer(struct dns_proxy *p, const uint8_t *msg, size_t len, size_t cap,
+			const uint8_t **out, size_t *out_len)
+{
+	struct dns_filter_result result;
+	p->guard.policy = p->cfg.policy;
+	p->guard.n = 0;
+	p->guard.total = 0;
+	int n = dns_filter_addresses(msg, len, guard_drop, &p->guard, p->filtered,
+				     cap < sizeof p->filtered ? cap : sizeof p->filtered, &result);
+	if (n < 0)
+		return -EBADMSG;
+	if (result.dropped == 0) {
+		*out = msg;
+		*out_len = len;
+		return 0;
+	}
+	if (dns_parse_response(p->filtered, (size_t)n, &p->reply) < 0)
+		return -EBADMSG;
+	p->stats.guarded_answers++;
+	p->stats.guarded_addresses += result.dropped;
+	*out = p->filtered;
+	*out_len = (size_t)n;
+	return 0;
+}
+
+/* One stderr line for an answer the guard changed, naming the first few addresses. */
+static void print_guard(struct dns_proxy *p, const struct query_info *info)
+{
+	char line[LOG_LINE_MAX], type[16];
+	size_t o = 0;
+	if (p->cfg.quiet || p->guard.total == 0)
+		return;
+	line[0] = '\0';
+	for (size_t i = 0; i < p->guard.n && i < GUARD_LINE_MAX; i++) {
+		char a[ADDR_STRLEN];
+		addr_format(&p->guard.dropped[i].address, a, sizeof a);
+		int w = snprintf(line + o, sizeof line - o, "%s%s by %s", i ? ", " : "", a,
+				 p->guard.dropped[i].rule);
+		if (w > 0 && (size_t)w < sizeof line - o)
+			o += (size_t)w;
+	}
+	if (p->guard.total > GUARD_LINE_MAX)
+		snprintf(line + o, sizeof line - o, " and %zu more",
+			 p->guard.total - GUARD_LINE_MAX);
+	dns_type_format(info->qtype, type, sizeof type);
+	log_error("dropped from dns %s (%s): %s", info->qname ? info->qname : "?", type, line);
+}
+
+/* Writes the query's `dns` event; `answer` is the parsed upstream answer (as the application
+ * received it) or NULL; `guard` what the guard removed from it, or NULL. */
 static void log_query(struct dns_proxy *p, const struct query_info *info,
-		      const struct dns_message *answer, const char *error)
+		      const struct dns_message *answer, const struct guard_run *guard,
+		      const char *error)
 {
 	char rule[POLICY_RULE_LABEL_MAX];
 	struct addr addrs[DNS_MAX_ANSWERS];
@@ -168,12 +449,14 @@ static void log_query(struct dns_proxy *p, const struct query_info *info,
 		.qname = info->qname ? info->qname : "?",
 		.qtype = info->qtype,
 		.decision = info->verdict.action == POLICY_ALLOW ? AUDIT_ALLOW : AUDIT_DENY,
-		.rule = info->refused ? NULL : rule,
+		.rule = info->refused ? info->refused->rule : rule,
 		.answers = addrs,
 		.n_answers = n,
+		.dropped = guard ? guard->dropped : NULL,
+		.n_dropped = guard ? guard->n : 0,
 		.resolver = info->resolver,
 		.resolver_port = info->resolver_port,
-		.error = info->refused ? "not a host name" : error,
+		.error = info->refused ? info->refused->why : error,
 	};
 	audit_log_dns(p->cfg.audit, &ev);
 }
@@ -185,8 +468,8 @@ static void print_denial(struct dns_proxy *p, const struct query_info *info)
 		return;
 	dns_type_format(info->qtype, type, sizeof type);
 	if (info->refused) {
-		log_error("refused dns %s (%s): not a host name", info->qname ? info->qname : "?",
-			  type);
+		log_error("refused dns %s (%s): %s", info->qname ? info->qname : "?", type,
+			  info->refused->why);
 		return;
 	}
 	policy_verdict_label(&info->verdict, rule, sizeof rule);
@@ -230,7 +513,7 @@ static void on_pending_timeout(struct loop *loop, struct loop_timer *timer)
 	(void)loop;
 	struct pending *q = timer->arg;
 	q->proxy->stats.timeouts++;
-	log_query(q->proxy, &q->info, NULL, "resolver did not answer");
+	log_query(q->proxy, &q->info, NULL, NULL, "resolver did not answer");
 	pending_free(q);
 }
 
@@ -249,22 +532,27 @@ static void on_pending_answer(struct loop *loop, struct loop_io *io, unsigned ev
 			/* e.g. ECONNREFUSED from an ICMP port unreachable: the resolver is not
 			 * there; let the application time out as it would. */
 			p->stats.upstream_errors++;
-			log_query(p, &q->info, NULL, err_text((int)-n));
+			log_query(p, &q->info, NULL, NULL, err_text((int)-n));
 			pending_free(q);
 			return;
 		}
+		const uint8_t *reply;
+		size_t reply_len;
 		if (dns_parse_response(p->buf, (size_t)n, &p->reply) < 0 ||
 		    p->reply.header.id != q->id || !p->reply.has_question ||
-		    !dns_question_match(&p->reply.question, &q->question)) {
+		    !dns_question_match(&p->reply.question, &q->question) ||
+		    guard_answer(p, p->buf, (size_t)n, q->udp_max, &reply, &reply_len) < 0) {
 			p->stats.malformed++; /* not the answer: keep waiting for it */
 			continue;
 		}
 		if (p->cfg.map)
 			dns_map_record_response(p->cfg.map, &p->reply, loop_now(p->cfg.loop));
-		int rc = p->cfg.capture->ops->udp_send(p->cfg.capture, &q->asked, &q->client, p->buf,
-							(size_t)n);
+		int rc = p->cfg.capture->ops->udp_send(p->cfg.capture, &q->asked, &q->client, reply,
+							reply_len);
 		p->stats.answered++;
-		log_query(p, &q->info, &p->reply, rc < 0 ? "cannot deliver the answer" : NULL);
+		log_query(p, &q->info, &p->reply, &p->guard,
+			  rc < 0 ? "cannot deliver the answer" : NULL);
+		print_guard(p, &q->info);
 		pending_free(q);
 		return;
 	}
@@ -276,7 +564,7 @@ static void udp_forward(struct dns_proxy *p, const struct capture_endpoint *clie
 {
 	if (p->n_pending >= DNS_PROXY_MAX_PENDING) {
 		p->stats.shed++;
-		log_query(p, info, NULL, "too many queries pending");
+		log_query(p, info, NULL, NULL, "too many queries pending");
 		info_free(info);
 		return;
 	}
@@ -291,6 +579,9 @@ static void udp_forward(struct dns_proxy *p, const struct capture_endpoint *clie
 	q->asked = *asked;
 	q->question = p->msg.question;
 	q->id = p->msg.header.id;
+	q->udp_max = DNS_UDP_CLASSIC_MAX;
+	if (p->msg.edns.present && p->msg.edns.udp_size > DNS_UDP_CLASSIC_MAX)
+		q->udp_max = p->msg.edns.udp_size;
 	q->info = *info;
 	memset(info, 0, sizeof *info);
 	pick_resolver(p, asked, &q->info.resolver, &q->info.resolver_port);
@@ -304,7 +595,7 @@ static void udp_forward(struct dns_proxy *p, const struct capture_endpoint *clie
 	q->sock = net_udp_connect(&q->info.resolver, q->info.resolver_port);
 	if (q->sock < 0) {
 		p->stats.upstream_errors++;
-		log_query(p, &q->info, NULL, err_text((int)-q->sock));
+		log_query(p, &q->info, NULL, NULL, err_text((int)-q->sock));
 		q->sock = NET_INVALID;
 		pending_free(q);
 		return;
@@ -314,7 +605,8 @@ static void udp_forward(struct dns_proxy *p, const struct capture_endpoint *clie
 	if (sent < 0 || loop_io_start(p->cfg.loop, &q->io, LOOP_READ) < 0 ||
 	    loop_timer_start(p->cfg.loop, &q->timer, timeout_ms(p)) < 0) {
 		p->stats.upstream_errors++;
-		log_query(p, &q->info, NULL, sent < 0 ? err_text((int)-sent) : "out of resources");
+		log_query(p, &q->info, NULL, NULL,
+			  sent < 0 ? err_text((int)-sent) : "out of resources");
 		pending_free(q);
 		return;
 	}
@@ -339,15 +631,11 @@ static void udp_query(struct dns_proxy *p, const struct capture_endpoint *client
 	struct query_info info = {0};
 	decide(p, &p->msg, 17, client, asked, &info);
 	if (info.verdict.action != POLICY_ALLOW) {
-		uint8_t rcode = info.refused ? DNS_RCODE_REFUSED : DNS_RCODE_NXDOMAIN;
-		int n = dns_build_reply(&p->msg, rcode, reply, sizeof reply);
+		int n = dns_build_reply(&p->msg, local_rcode(&info), reply, sizeof reply);
 		if (n > 0)
 			cap->ops->udp_send(cap, asked, client, reply, (size_t)n);
-		if (info.refused)
-			p->stats.refused++;
-		else
-			p->stats.denied++;
-		log_query(p, &info, NULL, NULL);
+		count_local(p, &info);
+		log_query(p, &info, NULL, NULL, NULL);
 		print_denial(p, &info);
 		info_free(&info);
 		return;
@@ -401,7 +689,7 @@ static void tcp_free(struct tcp_conn *c)
 static void tcp_close(struct tcp_conn *c, const char *error)
 {
 	if (c->state == TCP_FORWARD)
-		log_query(c->proxy, &c->info, NULL, error);
+		log_query(c->proxy, &c->info, NULL, NULL, error);
 	tcp_free(c);
 }
 
@@ -438,13 +726,9 @@ static bool tcp_query(struct tcp_conn *c, const uint8_t *msg, size_t len)
 	info_free(&c->info);
 	decide(p, &p->msg, 6, &c->peer, &c->asked, &c->info);
 	if (c->info.verdict.action != POLICY_ALLOW) {
-		uint8_t rcode = c->info.refused ? DNS_RCODE_REFUSED : DNS_RCODE_NXDOMAIN;
-		int n = dns_build_reply(&p->msg, rcode, reply, sizeof reply);
-		if (c->info.refused)
-			p->stats.refused++;
-		else
-			p->stats.denied++;
-		log_query(p, &c->info, NULL, NULL);
+		int n = dns_build_reply(&p->msg, local_rcode(&c->info), reply, sizeof reply);
+		count_local(p, &c->info);
+		log_query(p, &c->info, NULL, NULL, NULL);
 		print_denial(p, &c->info);
 		if (n <= 0) {
 			tcp_close(c, NULL);
@@ -454,6 +738,7 @@ static bool tcp_query(struct tcp_conn *c, const uint8_t *msg, size_t len)
 		return true;
 	}
 	c->question = p->msg.question;
+	c->id = p->msg.header.id;
 	pick_resolver(p, &c->asked, &c->info.resolver, &c->info.resolver_port);
 	dns_tcp_prefix(c->up_out, len);
 	memcpy(c->up_out + 2, msg, len);
@@ -530,9 +815,12 @@ static bool tcp_forward_io(struct tcp_conn *c)
 	int used = dns_tcp_next(c->up_in, c->up_in_len, &msg, &len);
 	if (used == 0)
 		return true;
+	const uint8_t *reply;
+	size_t reply_len;
 	if (used < 0 || dns_parse_response(msg, len, &p->reply) < 0 ||
-	    p->reply.header.id != p->msg.header.id || !p->reply.has_question ||
-	    !dns_question_match(&p->reply.question, &c->question)) {
+	    p->reply.header.id != c->id || !p->reply.has_question ||
+	    !dns_question_match(&p->reply.question, &c->question) ||
+	    guard_answer(p, msg, len, DNS_MESSAGE_MAX, &reply, &reply_len) < 0) {
 		p->stats.malformed++;
 		tcp_close(c, "unreadable answer");
 		return false;
@@ -540,8 +828,9 @@ static bool tcp_forward_io(struct tcp_conn *c)
 	if (p->cfg.map)
 		dns_map_record_response(p->cfg.map, &p->reply, loop_now(p->cfg.loop));
 	p->stats.answered++;
-	log_query(p, &c->info, &p->reply, NULL);
-	tcp_reply(c, msg, len);
+	log_query(p, &c->info, &p->reply, &p->guard, NULL);
+	print_guard(p, &c->info);
+	tcp_reply(c, reply, reply_len);
 	/* Bytes after the answer are not expected (one query at a time): drop them. */
 	c->up_in_len = 0;
 	return true;
@@ -729,7 +1018,7 @@ void dns_proxy_free(struct dns_proxy *p)
 	if (!p)
 		return;
 	while (p->pending) {
-		log_query(p, &p->pending->info, NULL, "session ended");
+		log_query(p, &p->pending->info, NULL, NULL, "session ended");
 		pending_free(p->pending);
 	}
 	while (p->tcp_conns)
@@ -738,10 +1027,29 @@ void dns_proxy_free(struct dns_proxy *p)
 		loop_io_stop(p->cfg.loop, &p->udp[f].io);
 		loop_io_stop(p->cfg.loop, &p->tcp[f].io);
 	}
+	free(p->names.slots);
 	free(p);
 }
 
 void dns_proxy_get_stats(const struct dns_proxy *p, struct dns_proxy_stats *out)
 {
 	*out = p->stats;
+}
+
+size_t dns_proxy_guard_parsed(const struct policy *p, struct dns_message *m)
+{
+	size_t kept = 0, removed = 0;
+	for (size_t i = 0; i < m->n_answers; i++) {
+		const struct dns_record *r = &m->answers[i];
+		if (r->type != DNS_TYPE_CNAME &&
+		    policy_guard_address(p, &r->address, 0, 0) != RANGE_PUBLIC) {
+			removed++;
+			continue;
+		}
+		if (kept != i)
+			m->answers[kept] = *r;
+		kept++;
+	}
+	m->n_answers = kept;
+	return removed;
 }

@@ -325,11 +325,13 @@ static void conn_decide(struct conn *c, const char *stream_name, enum audit_doma
 		.proto = POLICY_TCP, .dst = c->dst, .port = c->dport,
 		.names = names, .n_names = n_names,
 	};
-	c->verdict = policy_decide_connect(r->cfg.policy, &q);
+	c->verdict = policy_decide_connect_guarded(r->cfg.policy, &q);
 	c->domain = n_names ? dup_text(names[0]) : NULL;
 
 	if (c->verdict.action != POLICY_ALLOW) {
 		r->stats.denied++;
+		if (c->verdict.guard)
+			r->stats.guarded++;
 		log_connect(c, NULL);
 		print_denial(r, c);
 		net_reset(c->client);
@@ -519,6 +521,8 @@ void relay_free(struct relay *r)
 		if (c->state == CONN_RELAYING) {
 			relay_close(c, "session ended", true);
 		} else {
+			if (c->state == CONN_DIALING)
+				log_connect(c, "session ended");
 			net_reset(c->client);
 			net_close(c->upstream);
 			conn_free(c);

@@ -10,7 +10,10 @@
  * TLS SNI or HTTP Host found there; a name from the stream is what the client is really asking
  * for, so it is decided on alone (a DNS-map name for the same address cannot launder it: no
  * domain fronting). Without one, the names the session's DNS answers gave the address are used.
- * The bytes read are sent upstream first, unchanged. Every connection produces one `connect` event; every
+ * The bytes read are sent upstream first, unchanged. The decision is policy_decide_connect_guarded:
+ * an address in a guarded range (loopback, private, metadata, ...) needs a `cidr` rule that allows
+ * it, and a connection denied for lack of one names the range ("guard:metadata") in its event and
+ * stderr line. Every connection produces one `connect` event; every
  * connection that was allowed and dialed ends through one close path that writes its `close`
  * event. A denied connection is reset at once (the client does not hang) and prints one line on
  * stderr unless quiet. A failure in one connection closes that connection only.
@@ -70,6 +73,7 @@ struct relay_stats {
 	uint64_t accepted;
 	uint64_t allowed;
 	uint64_t denied;
+	uint64_t guarded;     /* of the denied: by the address guard (docs/policy.md) */
 	uint64_t dial_failed;
 	uint64_t shed;        /* refused at the descriptor or connection limit */
 	uint64_t no_origin;   /* no original destination could be found: reset */

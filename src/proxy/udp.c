@@ -139,7 +139,7 @@ static struct flow *flow_new(struct udp_relay *u, const struct capture_endpoint 
 		.proto = POLICY_UDP, .dst = dst->addr, .port = dst->port,
 		.names = names, .n_names = n_names,
 	};
-	struct policy_verdict v = policy_decide_connect(u->cfg.policy, &q);
+	struct policy_verdict v = policy_decide_connect_guarded(u->cfg.policy, &q);
 	char rule[POLICY_RULE_LABEL_MAX], exe[EXE_MAX] = "";
 	policy_verdict_label(&v, rule, sizeof rule);
 	f->allowed = v.action == POLICY_ALLOW;
@@ -162,6 +162,8 @@ static struct flow *flow_new(struct udp_relay *u, const struct capture_endpoint 
 
 	if (!f->allowed) {
 		u->stats.flows_denied++;
+		if (v.guard)
+			u->stats.flows_guarded++;
 		if (!u->cfg.quiet) {
 			char text[ADDR_PORT_STRLEN];
 			addr_format_port(&dst->addr, dst->port, text, sizeof text);

@@ -1,8 +1,9 @@
 /* udp.h — UDP other than DNS: dropped and recorded unless a `proto udp` rule allows the flow.
  *
  * Datagrams arrive on the capture backend's UDP listeners. A flow is one application socket
- * talking to one destination; its first datagram is decided by policy_decide_connect with
- * POLICY_UDP (names from the session's DNS map), recorded as one `udp` event, and the decision
+ * talking to one destination; its first datagram is decided by policy_decide_connect_guarded
+ * with POLICY_UDP (names from the session's DNS map; a guarded address such as multicast or
+ * private needs a `cidr` rule), recorded as one `udp` event, and the decision
  * holds for the flow until it has been idle for the idle timeout. A denied flow's datagrams are
  * dropped (so QUIC falls back to TCP, where the relay's policy applies) and a stderr line says
  * so once per flow. An allowed flow is relayed through a UDP socket outside the session; replies
@@ -45,6 +46,7 @@ struct udp_relay_config {
 struct udp_relay_stats {
 	uint64_t flows_allowed;
 	uint64_t flows_denied;
+	uint64_t flows_guarded;    /* of the denied: by the address guard (docs/policy.md) */
 	uint64_t datagrams_out;    /* relayed to destinations */
 	uint64_t datagrams_in;     /* relayed back to the session */
 	uint64_t datagrams_dropped;

@@ -40,7 +40,7 @@ struct run {
 	struct loop_io session_io;
 	char id[33];
 	struct dns_message *system_answer; /* scratch for hook_system_dns_answer */
-	uint64_t system_answers, system_names, system_denied;
+	uint64_t system_answers, system_names, system_denied, system_guarded;
 };
 
 static int64_t hook_wall_ms(void *ctx)
@@ -127,6 +127,9 @@ static void hook_system_dns_answer(void *ctx, const uint8_t *msg, size_t len)
 		r->system_denied++;
 		return;
 	}
+	/* the rebinding guard, as in the DNS proxy: the program has the answer already, but the
+	 * guarded addresses do not enter the map (connections to them are denied anyway) */
+	r->system_guarded += dns_proxy_guard_parsed(r->policy, a);
 	r->system_names += dns_map_record_response(r->map, a, loop_now(r->loop));
 }
 
@@ -240,6 +243,7 @@ static int setup(struct run *r)
 		.wall_ms = hook_wall_ms,
 		.peer_process = hook_peer_process,
 	};
+	os_random(&dns_cfg.hash_seed, sizeof dns_cfg.hash_seed);
 	rc = dns_proxy_new(&r->dns, &dns_cfg);
 	if (rc < 0) {
 		log_errno(rc, "run: cannot start the DNS proxy");
@@ -276,7 +280,7 @@ static void log_session_start(struct run *r)
 	audit_log_session_start(r->audit, &ev);
 }
 
-#define RUN_MAX_STATS 64
+#define RUN_MAX_STATS 128
 
 /* Every counter of the session: the proxies' and the capture backend's. Returns how many. */
 static size_t collect_stats(struct run *r, struct audit_stat *out, size_t max)
@@ -310,6 +314,13 @@ static size_t collect_stats(struct run *r, struct audit_stat *out, size_t max)
 		{"dns_system_answers", (int64_t)r->system_answers},
 		{"dns_system_names", (int64_t)r->system_names},
 		{"dns_system_denied", (int64_t)r->system_denied},
+		{"dns_system_guarded", (int64_t)r->system_guarded},
+		{"dns_refused_type", (int64_t)ds.refused_type},
+		{"dns_refused_names", (int64_t)ds.refused_names},
+		{"dns_guarded_answers", (int64_t)ds.guarded_answers},
+		{"dns_guarded_addresses", (int64_t)ds.guarded_addresses},
+		{"tcp_guarded", (int64_t)rs.guarded},
+		{"udp_flows_guarded", (int64_t)us.flows_guarded},
 	};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof proxy_stats / sizeof proxy_stats[0] && n < max; i++)
@@ -331,7 +342,7 @@ static void log_session_end(struct run *r, int status)
 		fprintf(stderr, "sluice: session counters (%s mode):\n",
 			r->capture ? r->capture->ops->name : "no capture");
 		for (size_t i = 0; i < n; i++)
-			fprintf(stderr, "sluice:   %-26s %lld\n", stats[i].name,
+			fprintf(stderr, "sluice:   %-32s %lld\n", stats[i].name,
 				(long long)stats[i].value);
 	}
 	if (!r->audit)

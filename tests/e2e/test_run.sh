@@ -679,7 +679,9 @@ if [ "$mode" = divert ]; then
 	echo "# divert: packets the engine cannot handle, and fail mode"
 	# Twelve TCP segments of no known flow (bare ACKs, sent through a raw socket) are errors
 	# in a row: the engine drops them (--fail closed) and enters fail mode; the next
-	# connection's packets, handled again, take it out.
+	# connection's packets, handled again, take it out. Session processes cannot open raw
+	# sockets (they have no CAP_NET_RAW), so the segments are sent into the session's namespace
+	# from outside, through the namespace of its init, while the session waits.
 	cat >"$tmp/stray.py" <<'EOF'
 import socket, struct
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -690,10 +692,20 @@ for i in range(12):
     s.sendto(ip + tcp, ("198.51.100.10", 0))
 print("sent 12")
 EOF
-	stray=$(srun --audit "$tmp/stray.jsonl" --stats -- sh -c \
-		"python3 '$tmp/stray.py'; curl -s -4 --max-time 10 http://a.test/" 2>"$tmp/stray.err")
-	check "12 stray segments sent, then a connection works" \
-		"sent 12 hello from 198.51.100.10 host=a.test" "$(echo "$stray" | oneline)"
+	# ip netns exec execs, so $! is sluice, and its only child the session's init.
+	(cd "$tmp" && exec ip netns exec "$WORLD_NS" "$sluice" run --mode "$mode" \
+		--policy world.policy --audit "$tmp/stray.jsonl" --stats -- sh -c "echo ready; i=0
+		while [ ! -e '$tmp/stray.go' ] && [ \$i -lt 200 ]; do sleep 0.05; i=\$((i + 1)); done
+		curl -s -4 --max-time 10 http://a.test/") >"$tmp/stray.out" 2>"$tmp/stray.err" &
+	pid=$!
+	background+=("$pid")
+	poll_file "$tmp/stray.out" ready || true
+	sent=$(nsenter -t "$(pgrep -P "$pid" | head -n 1)" -n python3 "$tmp/stray.py" || true)
+	touch "$tmp/stray.go"
+	wait "$pid" || true
+	check "12 stray segments sent into the session, then a connection works" \
+		"sent 12 hello from 198.51.100.10 host=a.test" \
+		"$sent $(grep -v '^ready$' "$tmp/stray.out" | oneline)"
 	check "fail mode entered (closed), then left, as audit events" \
 		"entered closed stray left closed" \
 		"$(audit "$tmp/stray.jsonl" 'select(.event == "fail_mode") |
@@ -759,6 +771,152 @@ check "the host's nftables ruleset is unchanged" "$(cat "$tmp/host-nft.before")"
 check "no new named network namespace" "" \
 	"$(ip netns list | awk '{print $1}' | sort | comm -13 "$tmp/netns.before" - |
 		grep -vxE "sluice-(world|srv)-[0-9]+" | oneline)"
+
+# ---------------------------------------------------------------------------------------------
+# The rebinding and SSRF guard, and DNS side channels (docs/policy.md, "Addresses that need an
+# explicit rule" and "What the DNS proxy forwards"). world.sh's dnsmasq points rebind.test,
+# meta.test, loop.test, mapped.test, nat64.test and mixed.test into guarded ranges. The
+# policies here allow every name and address: only the guard stands in the way.
+# ---------------------------------------------------------------------------------------------
+echo "# the rebinding guard"
+cat >"$tmp/guard.policy" <<'EOF'
+allow domain *.in-addr.arpa
+default allow
+EOF
+cat >"$tmp/guard-cidr.policy" <<'EOF'
+allow cidr 10.0.0.0/8
+allow domain *.in-addr.arpa
+default allow
+EOF
+grun() { # POLICY ARGS...: a session like srun's, with another policy
+	local policy=$1
+	shift
+	(cd "$tmp" && in_world timeout -k 5 60 "$sluice" run --mode "$mode" --policy "$policy" "$@")
+}
+dropped_of() { # FILE QNAME: "ANSWERS | DROPPED" of the name's dns events, each list sorted
+	audit "$1" "select(.event == \"dns\" and .qname == \"$2\")
+		| \"\(.answers | sort | join(\",\")) | \(.dropped // []
+		| map(\"\(.address) \(.rule)\") | sort | join(\",\"))\""
+}
+
+grun guard.policy --audit "$tmp/rebind.jsonl" -- dig +time=2 +tries=1 +short rebind.test \
+	>"$tmp/out" 2>"$tmp/err" || true
+check "a name rebound to 10.0.0.5: the answer arrives without it" "" "$(cat "$tmp/out")"
+check "... one line on stderr" \
+	"sluice: dropped from dns rebind.test (A): 10.0.0.5 by guard:private" "$(cat "$tmp/err")"
+check "... the dns event records the drop" " | 10.0.0.5 guard:private" \
+	"$(dropped_of "$tmp/rebind.jsonl" rebind.test)"
+grun guard.policy --audit "$tmp/mixed.jsonl" -- sh -c 'dig +time=2 +tries=1 +short mixed.test
+	curl -s -4 --max-time 10 http://mixed.test/' >"$tmp/out" 2>/dev/null || true
+check "public, private and metadata answers: only the public one arrives, and it works" \
+	"198.51.100.10 hello from 198.51.100.10 host=mixed.test" "$(oneline <"$tmp/out")"
+check "... the events (dig's, curl's) list both drops" \
+	"198.51.100.10 | 10.0.0.5 guard:private,169.254.169.254 guard:metadata" \
+	"$(dropped_of "$tmp/mixed.jsonl" mixed.test | sort -u | oneline)"
+grun guard.policy --audit "$tmp/forms.jsonl" -- sh -c '
+	dig +time=2 +tries=1 +short AAAA mapped.test; dig +time=2 +tries=1 +short AAAA nat64.test
+	dig +tcp +time=2 +tries=1 +short meta.test; dig +time=2 +tries=1 +short loop.test' \
+	>"$tmp/out" 2>/dev/null || true
+check "IPv4-mapped loopback, NAT64 private, metadata over TCP, loopback: nothing arrives" "" \
+	"$(cat "$tmp/out")"
+check "... each drop recorded with its range" \
+	"$(printf '%s ' '::ffff:127.0.0.1 guard:loopback' '64:ff9b::a00:5 guard:private' \
+		'169.254.169.254 guard:metadata' '127.0.0.1 guard:loopback' | sed 's/ $//')" \
+	"$(for n in mapped.test nat64.test meta.test loop.test; do
+		dropped_of "$tmp/forms.jsonl" "$n" | sed 's/^ | //'; done | oneline)"
+grun guard-cidr.policy --audit "$tmp/cidr.jsonl" -- dig +time=2 +tries=1 +short rebind.test \
+	>"$tmp/out" 2>"$tmp/err" || true
+check "with 'allow cidr 10.0.0.0/8' the private answer passes" "10.0.0.5 ''" \
+	"$(cat "$tmp/out") '$(cat "$tmp/err")'"
+check "... and the event drops nothing" "10.0.0.5 | " "$(dropped_of "$tmp/cidr.jsonl" rebind.test)"
+
+echo "# connections into guarded ranges"
+for target in 169.254.169.254:metadata 10.0.0.5:private '[::ffff:10.0.0.5]:private' \
+	'[64:ff9b::a00:5]:private'; do
+	host=${target%:*}
+	range=${target##*:}
+	rc=0
+	rm -f "$tmp/conn.jsonl"
+	grun guard.policy --audit "$tmp/conn.jsonl" -- curl -s -g --max-time 5 -o /dev/null \
+		"http://$host/" 2>"$tmp/err" || rc=$?
+	dst=$(echo "$host" | tr -d '[]' | sed 's/^::ffff://')
+	shown=$(case $dst in *:*) echo "[$dst]:80" ;; *) echo "$dst:80" ;; esac)
+	check "curl http://$host/ under default allow: denied" refused-or-reset "$(fail_kind $rc)"
+	check "... one line on stderr" "sluice: denied tcp $shown by guard:$range" \
+		"$(cat "$tmp/err")"
+	check "... the connect event names the guard" "$dst deny guard:$range" \
+		"$(audit "$tmp/conn.jsonl" 'select(.event == "connect")
+			| "\(.dst) \(.decision) \(.rule)"')"
+done
+rc=0
+grun guard.policy --audit "$tmp/name.jsonl" -- curl -s --max-time 5 -o /dev/null \
+	--resolve meta.test:80:169.254.169.254 http://meta.test/ 2>"$tmp/err" || rc=$?
+check "a name that the policy allows (Host: meta.test) does not open the metadata address" \
+	"refused-or-reset meta.test host deny guard:metadata" \
+	"$(fail_kind $rc) $(audit "$tmp/name.jsonl" 'select(.event == "connect")
+		| "\(.domain) \(.domain_src) \(.decision) \(.rule)"')"
+grun guard-cidr.policy --audit "$tmp/cidrconn.jsonl" -- curl -s --max-time 5 -o /dev/null \
+	http://10.0.0.5/ 2>/dev/null || true
+check "with 'allow cidr 10.0.0.0/8' a connection to 10.0.0.5 is allowed (nothing answers)" \
+	"allow guard-cidr.policy:1" \
+	"$(audit "$tmp/cidrconn.jsonl" 'select(.event == "connect") | "\(.decision) \(.rule)"')"
+check "UDP into a private range: no echo" "" \
+	"$(echo hi | grun guard.policy -- socat -t 1 - UDP4:10.0.0.5:7 2>"$tmp/err")"
+check "... one line on stderr" "sluice: denied udp 10.0.0.5:7 by guard:private" "$(cat "$tmp/err")"
+
+echo "# DNS side channels"
+grun guard.policy --audit "$tmp/types.jsonl" -- sh -c '
+	dig +time=2 +tries=1 -t ANY a.test; dig +time=2 +tries=1 -t NULL a.test
+	dig +time=2 +tries=1 -t TYPE65280 a.test; dig +time=2 +tries=1 -t AXFR test
+	dig +time=2 +tries=1 -x 10.0.0.5; dig +time=2 +tries=1 -x 198.51.100.10
+	dig +time=2 +tries=1 +short -t TXT txt.test' >"$tmp/out" 2>"$tmp/err" || true
+check "ANY, NULL, TYPE65280: REFUSED; PTR of 10.0.0.5: NXDOMAIN, of 198.51.100.10: answered" \
+	"REFUSED REFUSED REFUSED NXDOMAIN NOERROR" "$(dig_status <"$tmp/out" | oneline)"
+check "... AXFR over TCP: refused" 1 "$(grep -c 'Transfer failed' "$tmp/out")"
+check "... each refusal audited with the reason" \
+	"$(printf '%s|' 'ANY deny qtype' 'NULL deny qtype' '65280 deny qtype' 'AXFR deny qtype' \
+		'PTR deny guard:private' 'PTR allow guard.policy:1' 'TXT allow default' |
+		sed 's/|$//')" \
+	"$(audit "$tmp/types.jsonl" 'select(.event == "dns") | "\(.qtype) \(.decision) \(.rule)"' |
+		paste -sd'|')"
+refused="query type not forwarded"
+check "... with one stderr line each" \
+	"$(printf 'sluice: %s|' "refused dns a.test (ANY): $refused" \
+		"refused dns a.test (TYPE10): $refused" "refused dns a.test (TYPE65280): $refused" \
+		"refused dns test (AXFR): $refused" \
+		"denied dns 5.0.0.10.in-addr.arpa (PTR) by guard:private" | sed 's/|$//')" \
+	"$(paste -sd'|' <"$tmp/err")"
+poll_file "$tmp/dnsmasq.log" "query\[TXT\] txt.test" || true
+check "... TXT was forwarded" 1 "$(grep -c "query\[TXT\] txt.test" "$tmp/dnsmasq.log")"
+check "... none of the refused ones reached dnsmasq" 0 \
+	"$(grep -cE 'query\[(ANY|NULL|TYPE65280|AXFR)\]|5\.0\.0\.10\.in-addr' "$tmp/dnsmasq.log" ||
+		true)"
+cat >"$tmp/longname.py" <<'EOF'
+# longname.py RESOLVER: queries with a 64-byte label and a 254-character name (over the DNS
+# limits, which dig will not even send), then one at the limits; prints each reply's rcode name.
+import socket, struct, sys
+RCODES = {0: "NOERROR", 1: "FORMERR", 3: "NXDOMAIN", 5: "REFUSED"}
+def query(labels):
+    name = b"".join(bytes([len(l)]) + l for l in labels) + b"\0"
+    return struct.pack("!HHHHHH", 0x6464, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+out = []
+for labels in ([b"a" * 64, b"test"], [b"a" * 63] * 3 + [b"b" * 62],
+               [b"a" * 63] * 3 + [b"b" * 56, b"test"]):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(query(labels), (sys.argv[1], 53))
+        try:
+            out.append(RCODES.get(s.recv(4096)[3] & 15, "other"))
+        except socket.timeout:
+            out.append("timeout")
+print(" ".join(out))
+EOF
+check "names over the DNS limits: FORMERR, at the limit: forwarded (dnsmasq refuses it)" \
+	"FORMERR FORMERR REFUSED" \
+	"$(grun guard.policy --audit "$tmp/long.jsonl" -- python3 "$tmp/longname.py" 203.0.113.53)"
+check "... the two malformed ones counted, never forwarded" "2 0" \
+	"$(audit "$tmp/long.jsonl" 'select(.event == "session_end") | .stats.dns_malformed') $(
+		grep -cE 'a{64}|b{57}' "$tmp/dnsmasq.log" || true)"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -24,7 +24,11 @@
 #     TCP 81   on 198.51.100.10: nothing listens (refused)
 #     TCP 82   on 198.51.100.10 / 2001:db8:2::10: dropped (a blackhole)
 #     UDP/TCP 53 on 203.0.113.53, 2001:db8:2::53: dnsmasq, authoritative for the names above
-#              only (everything else REFUSED), queries logged to WORLD_DIR/dnsmasq.log
+#              only (everything else REFUSED), queries logged to WORLD_DIR/dnsmasq.log; also
+#              names for the rebinding guard, pointing where no server lives: rebind.test
+#              10.0.0.5, meta.test 169.254.169.254, loop.test 127.0.0.1, mapped.test AAAA
+#              ::ffff:127.0.0.1, nat64.test AAAA 64:ff9b::a00:5, mixed.test 198.51.100.10
+#              and 10.0.0.5 and 169.254.169.254
 #     203.0.113.54: a resolver that never answers (everything to it dropped)
 #
 # Functions:
@@ -170,7 +174,15 @@ world_up() {
 		--host-record=a.test,198.51.100.10,2001:db8:2::10 \
 		--host-record=b.test,198.51.100.20 \
 		--host-record=evil.test,198.51.100.66 \
-		--address=/wild.test/198.51.100.30
+		--address=/wild.test/198.51.100.30 \
+		--host-record=rebind.test,10.0.0.5 \
+		--host-record=meta.test,169.254.169.254 \
+		--host-record=loop.test,127.0.0.1 \
+		--host-record=mapped.test,::ffff:127.0.0.1 \
+		--host-record=nat64.test,64:ff9b::a00:5 \
+		--host-record=mixed.test,198.51.100.10 \
+		--host-record=mixed.test,10.0.0.5 \
+		--host-record=mixed.test,169.254.169.254
 	world_spawn "$WORLD_DIR/servers.out" python3 "$here/servers.py" --big "$WORLD_BIG" \
 		--cert "$WORLD_DIR/server.pem" --key "$WORLD_DIR/server.key" \
 		--udp 198.51.100.10 --udp 198.51.100.20 --udp 2001:db8:2::10

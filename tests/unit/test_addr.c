@@ -126,6 +126,49 @@ static void test_equal_and_unmap(void)
 	CHECK(addr_equal(&v4, &out));
 }
 
+struct embedded_case {
+	const char *text;
+	const char *v4; /* NULL: carries none */
+};
+
+static const struct embedded_case embedded_cases[] = {
+	{"::ffff:192.0.2.1", "192.0.2.1"},
+	{"::192.0.2.1", "192.0.2.1"},
+	{"::0.0.0.2", "0.0.0.2"},
+	{"::1.0.0.0", "1.0.0.0"},
+	{"64:ff9b::192.0.2.1", "192.0.2.1"},
+	{"64:ff9b::", "0.0.0.0"},
+	{"::", NULL},
+	{"::1", NULL},
+	{"::1:0:0", NULL},
+	{"::fffe:192.0.2.1", NULL},
+	{"64:ff9b:1::192.0.2.1", NULL}, /* local-use NAT64: the embedding depends on the network */
+	{"64:ff9a::192.0.2.1", NULL},
+	{"2001:db8::192.0.2.1", NULL},
+	{"192.0.2.1", NULL},
+};
+
+static void test_embedded_v4(void)
+{
+	for (size_t i = 0; i < sizeof embedded_cases / sizeof embedded_cases[0]; i++) {
+		const struct embedded_case *c = &embedded_cases[i];
+		struct addr a, out, want;
+		char text[ADDR_STRLEN];
+		check_case("%s", c->text);
+		CHECK_EQ(addr_parse(&a, c->text, strlen(c->text)), 0);
+		CHECK_EQ(addr_embedded_v4(&a, &out), c->v4 != NULL);
+		addr_format(&out, text, sizeof text);
+		if (c->v4) {
+			CHECK_STR_EQ(text, c->v4);
+		} else {
+			CHECK(addr_equal(&out, &a));
+		}
+		want = out;
+		CHECK_EQ(addr_embedded_v4(&a, &a), c->v4 != NULL); /* in place */
+		CHECK(addr_equal(&a, &want));
+	}
+}
+
 struct cidr_case {
 	const char *text;
 	int rc;
@@ -181,6 +224,7 @@ static const struct check_test tests[] = {
 	{"format_small_buffer", test_format_small_buffer},
 	{"format_port", test_format_port},
 	{"equal_and_unmap", test_equal_and_unmap},
+	{"embedded_v4", test_embedded_v4},
 	{"cidr", test_cidr},
 };
 

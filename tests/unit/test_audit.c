@@ -154,6 +154,41 @@ static int emit_dns_hostile_name(struct audit *a)
 	return audit_log_dns(a, &ev);
 }
 
+static int emit_dns_dropped(struct audit *a)
+{
+	struct addr answers[] = {ip("198.51.100.7")};
+	struct audit_dns_dropped dropped[] = {
+		{ip("10.0.0.5"), "guard:private"},
+		{ip("::ffff:127.0.0.1"), "guard:loopback"},
+	};
+	struct audit_dns ev = {
+		.meta = {T0, 0, NULL},
+		.qname = "rebind.test",
+		.qtype = 1,
+		.decision = AUDIT_ALLOW,
+		.rule = "default",
+		.answers = answers,
+		.n_answers = 1,
+		.dropped = dropped,
+		.n_dropped = 2,
+		.resolver = ip("192.0.2.53"),
+	};
+	return audit_log_dns(a, &ev);
+}
+
+static int emit_dns_refused_type(struct audit *a)
+{
+	struct audit_dns ev = {
+		.meta = {T0, 0, NULL},
+		.qname = "tunnel.test",
+		.qtype = 10,
+		.decision = AUDIT_DENY,
+		.rule = "qtype",
+		.error = "query type not forwarded",
+	};
+	return audit_log_dns(a, &ev);
+}
+
 static int emit_connect_full(struct audit *a)
 {
 	struct audit_connect ev = {
@@ -320,6 +355,15 @@ static const struct {
 	 "\"reason\":\"10 consecutive errors\",\"stats\":{\"errors\":10}}\n"},
 	{"fail_mode left", emit_fail_left,
 	 HEAD("fail_mode") ",\"state\":\"left\",\"fail\":\"open\"}\n"},
+	{"dns with addresses dropped by the guard", emit_dns_dropped,
+	 HEAD("dns") ",\"qname\":\"rebind.test\",\"qtype\":\"A\",\"decision\":\"allow\","
+	 "\"rule\":\"default\",\"answers\":[\"198.51.100.7\"],"
+	 "\"dropped\":[{\"address\":\"10.0.0.5\",\"rule\":\"guard:private\"},"
+	 "{\"address\":\"::ffff:127.0.0.1\",\"rule\":\"guard:loopback\"}],"
+	 "\"resolver\":\"192.0.2.53\"}\n"},
+	{"dns refused for its type", emit_dns_refused_type,
+	 HEAD("dns") ",\"qname\":\"tunnel.test\",\"qtype\":\"NULL\",\"decision\":\"deny\","
+	 "\"rule\":\"qtype\",\"error\":\"query type not forwarded\"}\n"},
 };
 
 /* Each event alone in a fresh trail: exactly its line, and valid JSON. */
@@ -487,6 +531,39 @@ static void test_format_time_every_day(void)
 	}
 	CHECK_EQ(bad, 0);
 	CHECK_EQ(days, INT64_C(253402300800000) / 86400000);
+}
+
+/* Thousands of dropped addresses: the list loses its tail, whole entries only. */
+static void test_dropped_truncation(void)
+{
+	static struct audit_dns_dropped dropped[3000];
+	FILE *f = tmpfile();
+	struct audit *a = NULL;
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	for (int i = 0; i < 3000; i++) {
+		char text[64];
+
+		snprintf(text, sizeof text, "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+		dropped[i].address = ip(text);
+		dropped[i].rule = "guard:private";
+	}
+	struct audit_dns dns = {
+		.meta = {T0, 1, NULL}, .qname = "many.test", .qtype = 1, .decision = AUDIT_ALLOW,
+		.dropped = dropped, .n_dropped = 3000, .resolver = ip("192.0.2.53"),
+	};
+	CHECK_EQ(audit_open_stream(&a, f, "s-1"), 0);
+	CHECK_EQ(audit_log_dns(a, &dns), 0);
+	CHECK_EQ(audit_close(a), 0);
+	read_back(f);
+	fclose(f);
+	CHECK_EQ(check_lines(file_text), 1);
+	CHECK(strstr(file_text, "\"answers\":[],\"dropped\":[{\"address\":\"10.0.0.0\",") != NULL);
+	CHECK(strstr(file_text, "\"rule\":\"guard:private\"}],\"resolver\":\"192.0.2.53\","
+			       "\"truncated\":true}\n") != NULL);
+	CHECK(strlen(file_text) > AUDIT_LINE_MAX - 1100);
 }
 
 /* Lists longer than a line can hold lose their tail; the line stays valid and says so. */
@@ -703,8 +780,14 @@ static void test_bad_arguments(void)
 	CHECK_EQ(audit_log_session_start(a, &null_arg), -EINVAL);
 	CHECK_EQ(audit_log_session_end(a, &bad_stat), -EINVAL);
 	CHECK_EQ(audit_log_fail_mode(a, &bad_state), -EINVAL);
+	struct audit_dns_dropped no_rule = {ip("10.0.0.5"), NULL};
+	struct audit_dns bad_dropped = {.meta = {T0, 0, NULL}, .qname = "x", .dropped = &no_rule,
+					.n_dropped = 1};
+	struct audit_dns missing_dropped = {.meta = {T0, 0, NULL}, .qname = "x", .n_dropped = 1};
+	CHECK_EQ(audit_log_dns(a, &bad_dropped), -EINVAL);
+	CHECK_EQ(audit_log_dns(a, &missing_dropped), -EINVAL);
 	audit_counts(a, &counts);
-	CHECK_EQ(counts.errors, 8);
+	CHECK_EQ(counts.errors, 10);
 	CHECK_EQ(counts.events, 0);
 	CHECK_EQ(audit_close(a), 0);
 	CHECK_EQ(read_back(f), 0);
@@ -761,6 +844,7 @@ static const struct check_test tests[] = {
 	{"format_time", test_format_time},
 	{"format_time_every_day", test_format_time_every_day},
 	{"list_truncation", test_list_truncation},
+	{"dropped_truncation", test_dropped_truncation},
 	{"field_bounds", test_field_bounds},
 	{"open_appends", test_open_appends},
 	{"bad_arguments", test_bad_arguments},

@@ -512,6 +512,18 @@ static const struct match_case match_cases[] = {
 	 {"tcp", "::ffff:10.0.0.1", 80, NULL}, "deny", 1},
 	{"short v6 prefix is v6 only", "deny cidr ::/64\ndefault allow\n",
 	 {"tcp", "::ffff:10.0.0.1", 80, NULL}, "allow", 0},
+	{"NAT64 address, v4 rule", "deny cidr 10.0.0.0/8\ndefault allow\n",
+	 {"tcp", "64:ff9b::10.0.0.1", 80, NULL}, "deny", 1},
+	{"NAT64 address, v6 rule", "deny cidr 64:ff9b::/96\nallow cidr 10.0.0.0/8\n",
+	 {"tcp", "64:ff9b::10.0.0.1", 80, NULL}, "deny", 1},
+	{"NAT64 address, the first rule of either form", "allow cidr 10.0.0.0/8\n"
+	 "deny cidr 64:ff9b::/96\n", {"tcp", "64:ff9b::a00:1", 80, NULL}, "allow", 1},
+	{"IPv4-compatible address, v4 rule", "deny cidr 127.0.0.0/8\ndefault allow\n",
+	 {"tcp", "::127.0.0.1", 80, NULL}, "deny", 1},
+	{"::1 carries no IPv4", "deny cidr 0.0.0.0/8\ndefault allow\n", {"tcp", "::1", 80, NULL},
+	 "allow", 0},
+	{"local-use NAT64 carries no IPv4", "deny cidr 10.0.0.0/8\ndefault allow\n",
+	 {"tcp", "64:ff9b:1::10.0.0.1", 80, NULL}, "allow", 0},
 	{"no address", "deny cidr 0.0.0.0/0\ndefault allow\n", {"tcp", NULL, 80, NULL}, "allow", 0},
 	{"default allow", "deny domain a.test\ndefault allow\n", {"tcp", NULL, 80, "b.test"},
 	 "allow", 0},
@@ -635,6 +647,199 @@ static void test_verdict_label(void)
 	CHECK(strcmp(buf + n - 19, "/p.rules:4294967295") == 0);
 	CHECK_STR_EQ(policy_action_name(POLICY_ALLOW), "allow");
 	CHECK_STR_EQ(policy_action_name(POLICY_DENY), "deny");
+
+	struct policy_verdict g = {.action = POLICY_DENY, .file = "p.rules", .guard = "private"};
+	CHECK_EQ(policy_verdict_label(&g, buf, sizeof buf), 13);
+	CHECK_STR_EQ(buf, "guard:private");
+	CHECK_EQ(policy_verdict_label(&g, buf, 13), -ENOSPC);
+	CHECK_STR_EQ(buf, "");
+}
+
+/* ----- The address guard ----- */
+
+struct range_case {
+	const char *addr;
+	const char *range; /* range_class_name */
+};
+
+static const struct range_case range_cases[] = {
+	{"127.0.0.1", "loopback"},
+	{"127.255.255.254", "loopback"},
+	{"::1", "loopback"},
+	{"::ffff:127.0.0.1", "loopback"},
+	{"::127.0.0.1", "loopback"},
+	{"64:ff9b::127.0.0.1", "loopback"},
+	{"0.0.0.0", "unspecified"},
+	{"0.255.1.2", "unspecified"},
+	{"::", "unspecified"},
+	{"::2", "unspecified"}, /* IPv4-compatible 0.0.0.2 */
+	{"169.254.169.254", "metadata"},
+	{"::ffff:169.254.169.254", "metadata"},
+	{"64:ff9b::a9fe:a9fe", "metadata"},
+	{"fd00:ec2::254", "metadata"},
+	{"168.63.129.16", "metadata"},
+	{"100.100.100.200", "metadata"},
+	{"192.0.0.192", "metadata"},
+	{"10.0.0.5", "private"},
+	{"10.255.255.255", "private"},
+	{"172.16.0.1", "private"},
+	{"172.31.255.255", "private"},
+	{"192.168.1.1", "private"},
+	{"::ffff:10.0.0.5", "private"},
+	{"64:ff9b::10.0.0.5", "private"},
+	{"fc00::1", "private"},
+	{"fdff:ffff::1", "private"},
+	{"fd00:ec2::253", "private"},
+	{"fec0::1", "private"},
+	{"64:ff9b:1::1.2.3.4", "private"},
+	{"169.254.0.1", "link-local"},
+	{"169.254.170.2", "link-local"},
+	{"fe80::1", "link-local"},
+	{"febf::1", "link-local"},
+	{"100.64.0.1", "cgnat"},
+	{"100.127.255.255", "cgnat"},
+	{"224.0.0.251", "multicast"},
+	{"239.255.255.250", "multicast"},
+	{"ff02::fb", "multicast"},
+	{"255.255.255.255", "broadcast"},
+	{"240.0.0.1", "reserved"},
+	{"::ffff:255.255.255.255", "broadcast"},
+	/* neighbours and public addresses */
+	{"128.0.0.1", "public"},
+	{"11.0.0.1", "public"},
+	{"172.15.255.255", "public"},
+	{"172.32.0.0", "public"},
+	{"192.169.0.1", "public"},
+	{"169.253.255.255", "public"},
+	{"100.63.255.255", "public"},
+	{"100.128.0.0", "public"},
+	{"223.255.255.255", "public"},
+	{"192.0.0.191", "public"},
+	{"168.63.129.17", "public"},
+	{"198.51.100.10", "public"},
+	{"2001:db8::1", "public"},
+	{"fe00::1", "public"},
+	{"fbff::1", "public"},
+	{"64:ff9b::198.51.100.10", "public"},
+	{"64:ff9b:2::10.0.0.5", "public"},
+	{"::ffff:198.51.100.10", "public"},
+	{"2002:a00:5::1", "public"}, /* 6to4 tunnels to a router, it is not the address */
+};
+
+static void test_ranges(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(range_cases); i++) {
+		const struct range_case *c = &range_cases[i];
+		struct addr a;
+		check_case("%s", c->addr);
+		CHECK_EQ(addr_parse(&a, c->addr, strlen(c->addr)), 0);
+		CHECK_STR_EQ(range_class_name(range_classify(&a)), c->range);
+	}
+	struct addr none = {0};
+	CHECK_EQ(range_classify(&none), RANGE_PUBLIC);
+	CHECK(range_class_name((enum range_class)99) == NULL);
+}
+
+struct guard_case {
+	const char *name;
+	const char *policy;
+	struct query q;    /* proto "any" for 0; port 0 for any */
+	bool cidr_allows;  /* policy_cidr_allows */
+	const char *label; /* policy_decide_connect_guarded, "" to skip (any proto) */
+	const char *action;
+};
+
+static const struct guard_case guard_cases[] = {
+	{"default allow is not explicit", "default allow\n", {"tcp", "10.0.0.5", 80, NULL}, false,
+	 "guard:private", "deny"},
+	{"target-less rule is not explicit", "allow port 80\n", {"tcp", "10.0.0.5", 80, NULL},
+	 false, "guard:private", "deny"},
+	{"domain rule is not explicit", "allow domain a.test\n", {"tcp", "127.0.0.1", 80, "a.test"},
+	 false, "guard:loopback", "deny"},
+	{"audit rule with a name", "audit domain a.test\n",
+	 {"tcp", "169.254.169.254", 80, "a.test"}, false, "guard:metadata", "deny"},
+	{"cidr allow", "allow cidr 10.0.0.0/8\n", {"tcp", "10.0.0.5", 80, NULL}, true, "p.rules:1",
+	 "allow"},
+	{"cidr audit", "audit cidr 10.0.0.5\n", {"tcp", "10.0.0.5", 80, NULL}, true, "p.rules:1",
+	 "allow"},
+	{"cidr allow, then a domain rule decides", "allow domain a.test\nallow cidr 10.0.0.0/8\n",
+	 {"tcp", "10.0.0.5", 443, "a.test"}, true, "p.rules:1", "allow"},
+	{"earlier deny cidr", "deny cidr 10.0.0.5\nallow cidr 10.0.0.0/8\ndefault allow\n",
+	 {"tcp", "10.0.0.5", 80, NULL}, false, "p.rules:1", "deny"},
+	{"cidr allow on another port", "allow cidr 10.0.0.0/8 port 443\ndefault allow\n",
+	 {"tcp", "10.0.0.5", 80, NULL}, false, "guard:private", "deny"},
+	{"cidr allow on the port", "allow cidr 10.0.0.0/8 port 443\n",
+	 {"tcp", "10.0.0.5", 443, NULL}, true, "p.rules:1", "allow"},
+	{"cidr allow for udp only", "allow cidr 10.0.0.0/8 proto udp\ndefault allow\n",
+	 {"tcp", "10.0.0.5", 80, NULL}, false, "guard:private", "deny"},
+	{"cidr allow for udp", "allow cidr 10.0.0.0/8 proto udp\n", {"udp", "10.0.0.5", 80, NULL},
+	 true, "p.rules:1", "allow"},
+	{"deny on another port does not stop it", "deny cidr 10.0.0.0/8 port 25\n"
+	 "allow cidr 10.0.0.0/8\n", {"tcp", "10.0.0.5", 80, NULL}, true, "p.rules:2", "allow"},
+	{"a policy deny still decides", "deny domain a.test\nallow cidr 10.0.0.0/8\n",
+	 {"tcp", "10.0.0.5", 80, "a.test"}, true, "p.rules:1", "deny"},
+	{"public addresses pass", "default allow\n", {"tcp", "198.51.100.10", 80, NULL}, false,
+	 "default", "allow"},
+	{"mapped address, v4 rule", "allow cidr 127.0.0.0/8\n",
+	 {"tcp", "::ffff:127.0.0.1", 80, NULL}, true, "p.rules:1", "allow"},
+	{"NAT64 address, v4 rule", "allow cidr 10.0.0.0/8\n", {"tcp", "64:ff9b::a00:5", 80, NULL},
+	 true, "p.rules:1", "allow"},
+	{"NAT64 address, NAT64 rule", "allow cidr 64:ff9b::/96\n",
+	 {"tcp", "64:ff9b::a00:5", 80, NULL}, true, "p.rules:1", "allow"},
+	{"NAT64 address, not allowed", "allow cidr 192.168.0.0/16\ndefault allow\n",
+	 {"tcp", "64:ff9b::a00:5", 80, NULL}, false, "guard:private", "deny"},
+	{"IPv4 rule does not cover ::1", "allow cidr 0.0.0.0/0\ndefault allow\n",
+	 {"tcp", "::1", 80, NULL}, false, "guard:loopback", "deny"},
+	{"a wide cidr rule is explicit", "allow cidr ::/0\n", {"tcp", "fe80::1", 80, NULL}, true,
+	 "p.rules:1", "allow"},
+	/* DNS answers: any port, any protocol */
+	{"answer: allow on some port", "allow cidr 10.0.0.0/8 port 443\n",
+	 {"any", "10.0.0.5", 0, NULL}, true, "", ""},
+	{"answer: allow for udp only", "allow cidr 10.0.0.0/8 proto udp\n",
+	 {"any", "10.0.0.5", 0, NULL}, true, "", ""},
+	{"answer: deny on one port does not decide", "deny cidr 10.0.0.5 port 22\n"
+	 "allow cidr 10.0.0.0/8\n", {"any", "10.0.0.5", 0, NULL}, true, "", ""},
+	{"answer: deny for tcp does not decide", "deny cidr 10.0.0.5 proto tcp\n"
+	 "allow cidr 10.0.0.0/8\n", {"any", "10.0.0.5", 0, NULL}, true, "", ""},
+	{"answer: deny on every port decides", "deny cidr 10.0.0.5 proto tcp,udp\n"
+	 "allow cidr 10.0.0.0/8\n", {"any", "10.0.0.5", 0, NULL}, false, "", ""},
+	{"answer: no cidr rule", "allow domain a.test\ndefault allow\n",
+	 {"any", "10.0.0.5", 0, NULL}, false, "", ""},
+};
+
+static void test_guard(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(guard_cases); i++) {
+		const struct guard_case *c = &guard_cases[i];
+		check_case("%s", c->name);
+		struct policy *p = parse(c->policy, NULL);
+		if (!p)
+			continue;
+		struct addr a;
+		CHECK_EQ(addr_parse(&a, c->q.addr, strlen(c->q.addr)), 0);
+		int proto = strcmp(c->q.proto, "tcp") == 0 ? POLICY_TCP
+			    : strcmp(c->q.proto, "udp") == 0 ? POLICY_UDP : 0;
+		CHECK_EQ(policy_cidr_allows(p, &a, c->q.port, proto), c->cidr_allows);
+		CHECK_EQ(policy_cidr_allows_linear(p, &a, c->q.port, proto), c->cidr_allows);
+		enum range_class cls = policy_guard_address(p, &a, c->q.port, proto);
+		CHECK(cls == RANGE_PUBLIC || !c->cidr_allows);
+		if (!c->label[0]) {
+			policy_free(p);
+			continue;
+		}
+		const char *names[1] = {c->q.names};
+		struct policy_conn conn = {
+			.proto = (enum policy_proto)proto, .dst = a, .port = c->q.port,
+			.names = names, .n_names = c->q.names ? 1 : 0,
+		};
+		struct policy_verdict v = policy_decide_connect_guarded(p, &conn);
+		char label[POLICY_RULE_LABEL_MAX];
+		policy_verdict_label(&v, label, sizeof label);
+		CHECK_STR_EQ(label, c->label);
+		CHECK_STR_EQ(policy_action_name(v.action), c->action);
+		CHECK(!v.guard || (!v.audit && v.line == 0 && v.action == POLICY_DENY));
+		policy_free(p);
+	}
 }
 
 /* ----- Warnings for rules that never match ----- */
@@ -788,12 +993,30 @@ static bool naive_name_matches(const char *pattern, const char *name)
 	return naive_glob(ps, pl, np, ns, nl, nn);
 }
 
+/* Written from the documentation: ::ffff:a.b.c.d is a.b.c.d; ::a.b.c.d (not :: or ::1) and
+ * 64:ff9b::a.b.c.d are both themselves and a.b.c.d. */
+static bool naive_cidr_contains(const struct cidr *c, const struct addr *a)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
+	static const uint8_t zeros[16];
+	struct addr v4;
+	if (a->family != ADDR_V6)
+		return cidr_contains(c, a);
+	addr_from_bytes(&v4, ADDR_V4, a->bytes + 12);
+	if (memcmp(a->bytes, mapped, 12) == 0)
+		return cidr_contains(c, &v4);
+	bool compatible = memcmp(a->bytes, zeros, 12) == 0 && memcmp(a->bytes, zeros, 16) != 0 &&
+			  !(memcmp(a->bytes, zeros, 15) == 0 && a->bytes[15] == 1);
+	if (compatible || memcmp(a->bytes, nat64, 12) == 0)
+		return cidr_contains(c, a) || cidr_contains(c, &v4);
+	return cidr_contains(c, a);
+}
+
 /* Returns the index of the deciding rule, or -1 for the default. */
 static int naive_decide(const struct naive_policy *np, bool dns, int proto, const struct addr *a,
 			uint16_t port, const char *const *names, int n_names)
 {
-	struct addr v4;
-	addr_unmap_v4(a, &v4);
 	for (int r = 0; r < np->n; r++) {
 		const struct naive_rule *rule = &np->rules[r];
 		bool hit = false;
@@ -806,7 +1029,7 @@ static int naive_decide(const struct naive_policy *np, bool dns, int proto, cons
 			continue;
 		}
 		for (int c = 0; c < rule->n_cidrs; c++)
-			hit = hit || cidr_contains(&rule->cidrs[c], &v4);
+			hit = hit || naive_cidr_contains(&rule->cidrs[c], a);
 		if (rule->n_domains + rule->n_cidrs == 0)
 			hit = true;
 		if (rule->protos && !(rule->protos & proto))
@@ -821,6 +1044,32 @@ static int naive_decide(const struct naive_policy *np, bool dns, int proto, cons
 			return r;
 	}
 	return -1;
+}
+
+/* policy_cidr_allows as docs/policy.md words it; port 0 and proto 0 mean any. */
+static bool naive_cidr_allows(const struct naive_policy *np, const struct addr *a, uint16_t port,
+			      int proto)
+{
+	for (int r = 0; r < np->n; r++) {
+		const struct naive_rule *rule = &np->rules[r];
+		bool hit = false;
+		for (int c = 0; c < rule->n_cidrs; c++)
+			hit = hit || naive_cidr_contains(&rule->cidrs[c], a);
+		if (!hit)
+			continue;
+		bool deny = rule->action == 1;
+		/* Ports and protocols the rule accepts, against those the query asks about. */
+		bool some_port = port == 0 || rule->n_ports == 0, all_ports = rule->n_ports == 0;
+		for (int k = 0; k < rule->n_ports; k++)
+			some_port = some_port || (port >= rule->lo[k] && port <= rule->hi[k]);
+		if (port != 0)
+			all_ports = some_port;
+		bool some_proto = proto == 0 || rule->protos == 0 || (rule->protos & proto);
+		bool all_protos = proto == 0 ? rule->protos == 0 || rule->protos == 3 : some_proto;
+		if (deny ? all_ports && all_protos : some_port && some_proto)
+			return !deny;
+	}
+	return false;
 }
 
 static const char *const label_pool[] = {"a", "b", "c", "www", "x-y", "_s"};
@@ -843,9 +1092,19 @@ static void random_cidr(struct cidr *c, char *text, size_t n)
 {
 	static const uint8_t v4_prefixes[] = {0, 8, 16, 20, 24, 31, 32};
 	static const uint8_t v6_prefixes[] = {0, 32, 48, 64, 127, 128};
+	static const uint8_t nat64_prefixes[] = {96, 104, 120, 128};
 	uint8_t bytes[16] = {0};
 	bool v6 = rnd(3) == 0;
-	if (v6) {
+	if (v6 && rnd(3) == 0) {
+		bytes[1] = 0x64;
+		bytes[2] = 0xff;
+		bytes[3] = 0x9b;
+		bytes[12] = 10;
+		bytes[13] = (uint8_t)rnd(3);
+		bytes[15] = (uint8_t)rnd(3);
+		addr_from_bytes(&c->base, ADDR_V6, bytes);
+		c->prefix = nat64_prefixes[rnd(ARRAY_LEN(nat64_prefixes))];
+	} else if (v6) {
 		bytes[0] = 0x20;
 		bytes[1] = 0x01;
 		bytes[2] = 0x0d;
@@ -876,7 +1135,18 @@ static void random_cidr(struct cidr *c, char *text, size_t n)
 static void random_address(struct addr *a)
 {
 	uint8_t bytes[16] = {0};
-	switch (rnd(4)) {
+	switch (rnd(6)) {
+	case 4: /* NAT64 */
+		bytes[1] = 0x64;
+		bytes[2] = 0xff;
+		bytes[3] = 0x9b;
+		/* fall through */
+	case 5: /* IPv4-compatible, or :: and ::1 now and then */
+		bytes[12] = rnd(8) ? 10 : 0;
+		bytes[13] = (uint8_t)rnd(3);
+		bytes[15] = (uint8_t)rnd(3);
+		addr_from_bytes(a, ADDR_V6, bytes);
+		return;
 	case 0:
 		bytes[0] = 0x20;
 		bytes[1] = 0x01;
@@ -1006,6 +1276,11 @@ static void test_index_equals_naive(void)
 			int want_action = want < 0 ? (np.fallback ? 1 : 0) : np.rules[want].action;
 			CHECK_EQ(v.action, want_action == 1 ? POLICY_DENY : POLICY_ALLOW);
 			CHECK_EQ(v.audit, want_action == 2);
+			uint16_t any_port = rnd(2) ? c.port : 0;
+			int any_proto = rnd(2) ? (int)c.proto : 0;
+			bool allows = naive_cidr_allows(&np, &c.dst, any_port, any_proto);
+			CHECK_EQ(policy_cidr_allows(p, &c.dst, any_port, any_proto), allows);
+			CHECK_EQ(policy_cidr_allows_linear(p, &c.dst, any_port, any_proto), allows);
 			if (n_names > 0) {
 				int want_dns = naive_decide(&np, true, 0, &c.dst, 0, names, 1);
 				struct policy_verdict d = policy_decide_dns(p, names[0]);
@@ -1147,6 +1422,8 @@ static const struct check_test tests[] = {
 	{"decisions", test_decisions},
 	{"names_matter", test_names_matter},
 	{"verdict_label", test_verdict_label},
+	{"ranges", test_ranges},
+	{"guard", test_guard},
 	{"shadow_warnings", test_shadow_warnings},
 	{"glob_matches_definition", test_glob_matches_definition},
 	{"index_equals_naive", test_index_equals_naive},

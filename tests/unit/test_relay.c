@@ -170,7 +170,7 @@ struct relay_case {
 	/* expectations */
 	bool expect_data;    /* the reply arrives in full */
 	bool expect_reset;   /* the client's read or write fails with a reset */
-	uint64_t allowed, denied, dial_failed, no_origin;
+	uint64_t allowed, denied, dial_failed, no_origin, guarded;
 	const char *event_part; /* a substring of the audit trail */
 };
 
@@ -179,7 +179,8 @@ static const struct relay_case cases[] = {
 	 .kind = SERVER_ECHO, .send_bytes = 3 << 20, .expect_data = true, .allowed = 1,
 	 .event_part = "\"event\":\"close\""},
 	{.name = "greeting, then client data after the server's FIN",
-	 .policy = "allow port 1-65535\n", .kind = SERVER_GREET_FIRST, .send_bytes = 100000,
+	 .policy = "allow cidr 127.0.0.1 port 1-65535\n", .kind = SERVER_GREET_FIRST,
+	 .send_bytes = 100000,
 	 .allowed = 1, .event_part = "\"bytes_out\":100000,\"bytes_in\":6"},
 	{.name = "denied by rule", .policy = "deny cidr 127.0.0.1\nallow port 1-65535\n",
 	 .kind = SERVER_ECHO, .send_bytes = 10, .expect_reset = true, .denied = 1,
@@ -192,7 +193,8 @@ static const struct relay_case cases[] = {
 	{.name = "no original destination", .policy = "allow cidr 127.0.0.0/8\n",
 	 .kind = SERVER_ECHO, .origin_fails = true, .send_bytes = 10, .expect_reset = true,
 	 .no_origin = 1},
-	{.name = "HTTP Host names an allowed domain", .policy = "allow domain a.test\n",
+	{.name = "HTTP Host names an allowed domain",
+	 .policy = "allow domain a.test\nallow cidr 127.0.0.0/8\n",
 	 .kind = SERVER_ECHO, .send_bytes = 4000,
 	 .opening = "GET / HTTP/1.1\r\nHost: A.test:8080\r\n\r\n", .expect_data = true,
 	 .allowed = 1, .event_part = "\"domain\":\"a.test\",\"domain_src\":\"host\""},
@@ -205,6 +207,19 @@ static const struct relay_case cases[] = {
 	 .policy = "allow domain a.test\nallow cidr 127.0.0.0/8\n", .kind = SERVER_GREET_FIRST,
 	 .send_bytes = 1000, .wait_first_byte = true, .allowed = 1,
 	 .event_part = "\"decision\":\"allow\",\"rule\":\"relay.policy:2\""},
+	{.name = "guard: a name does not open loopback", .policy = "allow domain a.test\n",
+	 .kind = SERVER_ECHO, .send_bytes = 100,
+	 .opening = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+	 .expect_reset = true, .denied = 1, .guarded = 1,
+	 .event_part = "\"domain\":\"a.test\",\"domain_src\":\"host\",\"decision\":\"deny\","
+		       "\"rule\":\"guard:loopback\""},
+	{.name = "guard: default allow does not open loopback", .policy = "default allow\n",
+	 .kind = SERVER_ECHO, .send_bytes = 10, .expect_reset = true, .denied = 1, .guarded = 1,
+	 .event_part = "\"decision\":\"deny\",\"rule\":\"guard:loopback\""},
+	{.name = "guard: a cidr rule for another port does not open it",
+	 .policy = "allow cidr 127.0.0.0/8 port 1\nallow port 1-65535\n", .kind = SERVER_ECHO,
+	 .send_bytes = 10, .expect_reset = true, .denied = 1, .guarded = 1,
+	 .event_part = "\"rule\":\"guard:loopback\""},
 };
 
 static void run_case(const struct relay_case *rc)
@@ -268,6 +283,7 @@ static void run_case(const struct relay_case *rc)
 	CHECK_EQ(st.denied, rc->denied);
 	CHECK_EQ(st.dial_failed, rc->dial_failed);
 	CHECK_EQ(st.no_origin, rc->no_origin);
+	CHECK_EQ(st.guarded, rc->guarded);
 	CHECK_EQ(st.active, 0);
 	if (rc->expect_data) {
 		CHECK_EQ(job.received_len, rc->send_bytes);
