@@ -135,7 +135,9 @@ uint32_t policy_default_line(const struct policy *p);
 
 /* Decides a connection: the first rule in file order whose target matches (no target, a
  * domain matching one of the names, or a cidr containing dst) and whose port and proto
- * qualifiers accept it; else the default. */
+ * qualifiers accept it; else the default. UDP is allowed only by rules that say `proto udp`: an
+ * allow or audit rule without `proto` accepts TCP only (deny rules accept both), and `default
+ * allow` decides a UDP flow as deny (the verdict's line stays 0, "default"). */
 struct policy_verdict policy_decide_connect(const struct policy *p, const struct policy_conn *c);
 
 /* Whether a `cidr` rule explicitly allows address a on (port, proto): the first rule in file
@@ -157,9 +159,17 @@ enum range_class policy_guard_address(const struct policy *p, const struct addr 
 struct policy_verdict policy_decide_connect_guarded(const struct policy *p,
 						    const struct policy_conn *c);
 
+/* Whether the policy denies `name` itself for (proto, port): the first rule with a domain target
+ * matching it whose qualifiers accept (proto, port) is a deny rule; then *out is its verdict.
+ * The relay denies a connection whose TLS SNI or HTTP Host is such a name even when the address
+ * is allowed, whatever the order of the rules. */
+bool policy_name_denied(const struct policy *p, enum policy_proto proto, uint16_t port,
+			const char *name, struct policy_verdict *out);
+
 /* Whether a name could change the decision for c (c's names are ignored): true when a rule with
  * a domain target that accepts c's port and proto comes before the rule (or default) that
- * decides c without names. The relay waits for a TLS SNI or HTTP Host only when it matters. */
+ * decides c without names, or is a deny rule (policy_name_denied). The relay waits for a TLS
+ * SNI or HTTP Host only when it matters. */
 bool policy_names_matter(const struct policy *p, const struct policy_conn *c);
 
 /* Decides a DNS query for `name` (NUL-terminated, any case, optional trailing dot): the first

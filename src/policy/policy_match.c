@@ -102,7 +102,9 @@ bool policy_glob_match(const char *pattern, size_t plen, const char *name, size_
 bool policy_rule_accepts(const struct policy *p, const struct policy_rule *r,
 			 enum policy_proto proto, uint16_t port)
 {
-	if (r->protos && !(r->protos & proto))
+	/* UDP is allowed only by rules that say so: an allow or audit rule without `proto` is a
+	 * TCP rule (so a name allowed for HTTPS does not open QUIC); deny rules match both. */
+	if (r->protos ? !(r->protos & proto) : proto == POLICY_UDP && r->action != RULE_DENY)
 		return false;
 	if (r->port_count == 0)
 		return true;
@@ -124,6 +126,17 @@ static struct policy_verdict verdict(const struct policy *p, uint32_t rule)
 	v.action = r->action == RULE_DENY ? POLICY_DENY : POLICY_ALLOW;
 	v.audit = r->action == RULE_AUDIT;
 	v.line = r->line;
+	return v;
+}
+
+/* The verdict of a connection that rule decided (UINT32_MAX: the default). For UDP, `default
+ * allow` does not allow: UDP needs a rule that says `proto udp`. */
+static struct policy_verdict connect_verdict(const struct policy *p, uint32_t rule,
+					     enum policy_proto proto)
+{
+	struct policy_verdict v = verdict(p, rule);
+	if (rule >= p->n_rules && proto == POLICY_UDP)
+		v.action = POLICY_DENY;
 	return v;
 }
 
@@ -234,7 +247,7 @@ struct policy_verdict policy_decide_connect(const struct policy *p, const struct
 	}
 	search_address(&s, &c->dst);
 	consider(&s, p->index.targetless, p->index.n_targetless);
-	return verdict(p, s.best);
+	return connect_verdict(p, s.best, c->proto);
 }
 
 bool policy_names_matter(const struct policy *p, const struct policy_conn *c)
@@ -245,11 +258,31 @@ bool policy_names_matter(const struct policy *p, const struct policy_conn *c)
 	};
 	search_address(&s, &c->dst);
 	consider(&s, p->index.targetless, p->index.n_targetless);
-	for (uint32_t i = 0; i < s.best && i < p->n_rules; i++)
-		if (p->rules[i].has_domain &&
-		    policy_rule_accepts(p, &p->rules[i], c->proto, c->port))
+	for (uint32_t i = 0; i < p->n_rules; i++) {
+		const struct policy_rule *r = &p->rules[i];
+		/* a domain rule before the decision, or a deny domain rule anywhere (it overrides,
+		 * see policy_name_denied) */
+		if (r->has_domain && (i < s.best || r->action == RULE_DENY) &&
+		    policy_rule_accepts(p, r, c->proto, c->port))
 			return true;
+	}
 	return false;
+}
+
+bool policy_name_denied(const struct policy *p, enum policy_proto proto, uint16_t port,
+			const char *name, struct policy_verdict *out)
+{
+	struct search s = {
+		.p = p, .best = UINT32_MAX, .check_qualifiers = true, .proto = proto, .port = port,
+	};
+	char normal[POLICY_NAME_MAX + 1];
+	size_t len = name ? policy_name_normalize(name, normal) : 0;
+	if (len)
+		search_name(&s, normal, len);
+	if (s.best >= p->n_rules || p->rules[s.best].action != RULE_DENY)
+		return false;
+	*out = verdict(p, s.best);
+	return true;
 }
 
 struct policy_verdict policy_decide_dns(const struct policy *p, const char *name)
@@ -280,8 +313,8 @@ static bool port_listed(const struct policy *p, const struct policy_rule *r, uin
 static bool cidr_rule_decides(const struct policy *p, const struct policy_rule *r,
 			      uint16_t port, int proto)
 {
-	if (r->action != RULE_DENY)
-		return (!proto || !r->protos || (r->protos & proto)) &&
+	if (r->action != RULE_DENY) /* without `proto`, an allow rule is a TCP rule */
+		return (!proto || (r->protos ? (r->protos & proto) : proto != POLICY_UDP)) &&
 		       (!port || port_listed(p, r, port));
 	bool protos_all = !r->protos || r->protos == (POLICY_TCP | POLICY_UDP);
 	return (proto ? !r->protos || (r->protos & proto) : protos_all) &&
@@ -397,7 +430,7 @@ struct policy_verdict policy_decide_connect_linear(const struct policy *p,
 		if (hit)
 			return verdict(p, (uint32_t)r);
 	}
-	return verdict(p, UINT32_MAX);
+	return connect_verdict(p, UINT32_MAX, c->proto);
 }
 
 struct policy_verdict policy_decide_dns_linear(const struct policy *p, const char *name)

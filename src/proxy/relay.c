@@ -44,6 +44,7 @@ struct conn {
 	char *exe;    /* or NULL */
 	char *domain; /* the name the decision saw first, or NULL */
 	enum audit_domain_src domain_src;
+	bool unverified; /* denied because the stream's name alone could not allow */
 	uint8_t *early;   /* the client's first bytes, read while peeking: sent upstream first */
 	size_t early_len, early_sent;
 	struct policy_verdict verdict;
@@ -288,14 +289,49 @@ static void print_denial(struct relay *r, struct conn *c)
 		return;
 	addr_format_port(&c->dst, c->dport, dst, sizeof dst);
 	policy_verdict_label(&c->verdict, rule, sizeof rule);
-	if (c->domain)
+	if (c->domain && c->unverified)
+		log_error("denied tcp %s (%s, not resolved by the session) by %s", dst, c->domain,
+			  rule);
+	else if (c->domain)
 		log_error("denied tcp %s (%s) by %s", dst, c->domain, rule);
 	else
 		log_error("denied tcp %s by %s", dst, rule);
 }
 
-/* The decision, on the stream's name if one was found, else on the session's DNS answers for
- * the destination; then deny, or dial. */
+/* The decision on a name the client itself sent (TLS SNI, HTTP Host), which it may have made
+ * up. A name the policy denies is denied whatever the address (policy_name_denied). Otherwise
+ * the name decides with the address, but it can only deny on its own: when it would allow and
+ * the session's DNS answers did not give this address that name (an IP literal dressed up with
+ * an allowed name, `curl --resolve`, a fronted connection), the decision is taken again on the
+ * names the DNS answers gave the address, if any, and the address. */
+static void decide_on_stream_name(struct conn *c, const char *stream_name,
+				  const char *const *dns, size_t n_dns)
+{
+	const struct policy *p = c->relay->cfg.policy;
+	bool confirmed = false;
+
+	for (size_t i = 0; i < n_dns; i++)
+		if (strcmp(dns[i], stream_name) == 0)
+			confirmed = true;
+	if (confirmed)
+		c->domain_src = AUDIT_SRC_DNS; /* both agree */
+	if (policy_name_denied(p, POLICY_TCP, c->dport, stream_name, &c->verdict))
+		return;
+	struct policy_conn q = {
+		.proto = POLICY_TCP, .dst = c->dst, .port = c->dport,
+		.names = &stream_name, .n_names = 1,
+	};
+	c->verdict = policy_decide_connect_guarded(p, &q);
+	if (confirmed || c->verdict.action != POLICY_ALLOW)
+		return;
+	q.names = dns;
+	q.n_names = n_dns;
+	c->verdict = policy_decide_connect_guarded(p, &q);
+	c->unverified = c->verdict.action != POLICY_ALLOW;
+}
+
+/* The decision, on the stream's name if one was found (decide_on_stream_name), else on the
+ * session's DNS answers for the destination; then deny, or dial. */
 static void conn_decide(struct conn *c, const char *stream_name, enum audit_domain_src src)
 {
 	struct relay *r = c->relay;
@@ -304,29 +340,21 @@ static void conn_decide(struct conn *c, const char *stream_name, enum audit_doma
 
 	loop_timer_stop(r->cfg.loop, &c->timer);
 	loop_io_stop(r->cfg.loop, &c->client_io);
-	if (stream_name) {
-		/* The stream's name decides alone; it is reported as from DNS when the session's
-		 * own answers gave this address that very name (both agree), else as what it is. */
-		size_t n_dns = 0;
-		if (r->cfg.hooks.dns_names)
-			n_dns = r->cfg.hooks.dns_names(r->cfg.hooks.ctx, &c->dst, names,
-						       RELAY_MAX_NAMES);
-		c->domain_src = src;
-		for (size_t i = 0; i < n_dns; i++)
-			if (strcmp(names[i], stream_name) == 0)
-				c->domain_src = AUDIT_SRC_DNS;
-		names[0] = stream_name;
-		n_names = 1;
-	} else if (r->cfg.hooks.dns_names) {
+	if (r->cfg.hooks.dns_names)
 		n_names = r->cfg.hooks.dns_names(r->cfg.hooks.ctx, &c->dst, names, RELAY_MAX_NAMES);
+	if (stream_name) {
+		c->domain_src = src;
+		decide_on_stream_name(c, stream_name, names, n_names);
+		c->domain = dup_text(stream_name);
+	} else {
+		struct policy_conn q = {
+			.proto = POLICY_TCP, .dst = c->dst, .port = c->dport,
+			.names = names, .n_names = n_names,
+		};
+		c->verdict = policy_decide_connect_guarded(r->cfg.policy, &q);
 		c->domain_src = AUDIT_SRC_DNS;
+		c->domain = n_names ? dup_text(names[0]) : NULL;
 	}
-	struct policy_conn q = {
-		.proto = POLICY_TCP, .dst = c->dst, .port = c->dport,
-		.names = names, .n_names = n_names,
-	};
-	c->verdict = policy_decide_connect_guarded(r->cfg.policy, &q);
-	c->domain = n_names ? dup_text(names[0]) : NULL;
 
 	if (c->verdict.action != POLICY_ALLOW) {
 		r->stats.denied++;

@@ -184,20 +184,31 @@ rc=0; srun -- curl -s --max-time 5 -o /dev/null http://198.51.100.10/ 2>"$tmp/er
 check "IP literal without a rule (a.test's address): denied" refused-or-reset "$(fail_kind $rc)"
 check "... by default, no name" "sluice: denied tcp 198.51.100.10:80 by default" \
 	"$(cat "$tmp/err")"
+# A name the client sends itself is a claim: it can deny, but it allows only an address that the
+# session's own DNS answers gave that name.
 srun --audit "$tmp/sni.jsonl" -- curl -s --max-time 10 --cacert "$ca" \
 	--resolve a.test:443:198.51.100.10 https://a.test/ >"$tmp/out" 2>&1 || true
-check "no DNS, name from the TLS SNI: allowed" \
-	"hello from 198.51.100.10 host=a.test sni=a.test" "$(cat "$tmp/out")"
-check "... attributed to the SNI" "a.test sni allow world.policy:2" \
+check "no DNS, an allowed name in the TLS SNI: denied (the session never resolved it)" \
+	"sluice: denied tcp 198.51.100.10:443 (a.test, not resolved by the session) by default" \
+	"$(grep '^sluice:' "$tmp/out")"
+check "... the event names the SNI" "a.test sni deny default" \
 	"$(audit "$tmp/sni.jsonl" \
 		'select(.event == "connect") | "\(.domain) \(.domain_src) \(.decision) \(.rule)"')"
 srun --audit "$tmp/host.jsonl" -- curl -s --max-time 10 -H 'Host: a.test' \
 	http://198.51.100.10/ >"$tmp/out" 2>&1 || true
-check "no DNS, name from the HTTP Host header: allowed" "hello from 198.51.100.10 host=a.test" \
-	"$(cat "$tmp/out")"
-check "... attributed to the Host header" "a.test host allow world.policy:2" \
+check "no DNS, an allowed name in the HTTP Host header: denied" \
+	"sluice: denied tcp 198.51.100.10:80 (a.test, not resolved by the session) by default" \
+	"$(grep '^sluice:' "$tmp/out")"
+check "... the event names the Host header" "a.test host deny default" \
 	"$(audit "$tmp/host.jsonl" \
 		'select(.event == "connect") | "\(.domain) \(.domain_src) \(.decision) \(.rule)"')"
+srun --audit "$tmp/sniok.jsonl" -- sh -c "dig +time=2 +tries=1 +short a.test >/dev/null;
+	curl -s --max-time 10 --cacert '$ca' https://a.test/" >"$tmp/out" 2>&1 || true
+check "resolved by the session first, the same SNI: allowed" \
+	"hello from 198.51.100.10 host=a.test sni=a.test" "$(cat "$tmp/out")"
+check "... the SNI agrees with the session's DNS answer" "a.test dns allow world.policy:2" \
+	"$(audit "$tmp/sniok.jsonl" 'select(.event == "connect")
+		| "\(.domain) \(.domain_src) \(.decision) \(.rule)"')"
 
 echo "# DNS"
 check "UDP DNS through the resolver the session asked" 198.51.100.10 \
@@ -781,6 +792,7 @@ check "no new named network namespace" "" \
 echo "# the rebinding guard"
 cat >"$tmp/guard.policy" <<'EOF'
 allow domain *.in-addr.arpa
+allow port 7 proto udp
 default allow
 EOF
 cat >"$tmp/guard-cidr.policy" <<'EOF'

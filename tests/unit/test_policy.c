@@ -424,6 +424,7 @@ static const struct match_case match_cases[] = {
 	{"docs 3", docs_policy, {"tcp", "10.1.2.3", 443, "a.test"}, "allow", 1},
 	{"docs 4", docs_policy, {"tcp", "10.1.2.3", 25, NULL}, "allow", 3},
 	{"docs 5", docs_policy, {"udp", "192.0.2.1", 25, NULL}, "deny", 4},
+	{"docs 5b", docs_policy, {"udp", "10.1.2.3", 53, NULL}, "deny", 0},
 	{"docs 6", docs_policy, {"tcp", "192.0.2.1", 22, "b.test a.test"}, "deny", 2},
 	{"docs 7", docs_policy, {"tcp", "192.0.2.1", 22, NULL}, "deny", 0},
 
@@ -490,6 +491,24 @@ static const struct match_case match_cases[] = {
 	{"proto udp", "allow proto udp\n", {"udp", "192.0.2.1", 443, NULL}, "allow", 1},
 	{"proto udp refuses tcp", "allow proto udp\n", {"tcp", "192.0.2.1", 443, NULL}, "deny", 0},
 	{"proto list", "allow proto tcp,udp port 53\n", {"udp", "192.0.2.1", 53, NULL}, "allow", 1},
+	{"allow without proto is tcp only", "allow domain q.test port 443\n",
+	 {"udp", "192.0.2.1", 443, "q.test"}, "deny", 0},
+	{"allow without proto, the same over tcp", "allow domain q.test port 443\n",
+	 {"tcp", "192.0.2.1", 443, "q.test"}, "allow", 1},
+	{"cidr allow without proto is tcp only", "allow cidr 192.0.2.0/24\n",
+	 {"udp", "192.0.2.1", 443, NULL}, "deny", 0},
+	{"audit without proto is tcp only", "audit domain q.test\n",
+	 {"udp", "192.0.2.1", 443, "q.test"}, "deny", 0},
+	{"allow proto udp opens udp", "allow domain q.test port 443 proto udp\n",
+	 {"udp", "192.0.2.1", 443, "q.test"}, "allow", 1},
+	{"deny without proto matches udp", "deny domain q.test\nallow proto udp\n",
+	 {"udp", "192.0.2.1", 443, "q.test"}, "deny", 1},
+	{"default allow does not allow udp", "default allow\n", {"udp", "192.0.2.1", 443, NULL},
+	 "deny", 0},
+	{"default allow allows tcp", "default allow\n", {"tcp", "192.0.2.1", 443, NULL}, "allow",
+	 0},
+	{"target-less allow without proto is tcp only", "allow port 443\n",
+	 {"udp", "192.0.2.1", 443, NULL}, "deny", 0},
 	{"port 1", "allow port 1\n", {"tcp", "192.0.2.1", 1, NULL}, "allow", 1},
 	{"port 65535", "allow port 65535\n", {"tcp", "192.0.2.1", 65535, NULL}, "allow", 1},
 	{"port 0 is in no list", "allow port 1-65535\n", {"tcp", "192.0.2.1", 0, NULL}, "deny", 0},
@@ -602,7 +621,61 @@ static const struct names_matter_case names_matter_cases[] = {
 	 {"tcp", "192.0.2.1", 25, NULL}, false},
 	{"names ignored in the query", "allow cidr 192.0.2.0/24\nallow domain a.test\n",
 	 {"tcp", "192.0.2.1", 80, "a.test"}, false},
+	{"deny domain rule after the deciding cidr rule",
+	 "allow cidr 192.0.2.0/24\ndeny domain a.test\n", {"tcp", "192.0.2.1", 443, NULL}, true},
+	{"deny domain rule on other ports only",
+	 "allow cidr 192.0.2.0/24\ndeny domain a.test port 25\n", {"tcp", "192.0.2.1", 443, NULL},
+	 false},
 };
+
+struct name_denied_case {
+	const char *name;
+	const char *policy;
+	const char *proto, *qname;
+	uint16_t port;
+	bool denied;
+	uint32_t line;
+};
+
+static const struct name_denied_case name_denied_cases[] = {
+	{"deny rule after an allowing cidr", "allow cidr 192.0.2.0/24\ndeny domain evil.test\n",
+	 "tcp", "evil.test", 443, true, 2},
+	{"glob deny", "allow cidr 192.0.2.0/24\ndeny domain *.evil.test\n", "tcp", "a.evil.test",
+	 443, true, 2},
+	{"first domain rule allows", "allow domain *.test\ndeny domain evil.test\n", "tcp",
+	 "evil.test", 443, false, 0},
+	{"no domain rule", "allow cidr 192.0.2.0/24\ndefault deny\n", "tcp", "evil.test", 443,
+	 false, 0},
+	{"deny rule on another port", "deny domain evil.test port 25\n", "tcp", "evil.test", 443,
+	 false, 0},
+	{"deny rule for udp only", "deny domain evil.test proto udp\n", "tcp", "evil.test", 443,
+	 false, 0},
+	{"allow rule on another port, then deny", "allow domain evil.test port 80\n"
+	 "deny domain evil.test\n", "tcp", "evil.test", 443, true, 2},
+	{"case and trailing dot", "deny domain evil.test\n", "tcp", "EVIL.test.", 443, true, 1},
+	{"not a host name", "deny domain *\n", "tcp", "a b", 443, false, 0},
+};
+
+static void test_name_denied(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(name_denied_cases); i++) {
+		const struct name_denied_case *c = &name_denied_cases[i];
+		struct policy_verdict v = { .line = 999 };
+		check_case("%s", c->name);
+		struct policy *p = parse(c->policy, NULL);
+		if (!p)
+			continue;
+		enum policy_proto proto = strcmp(c->proto, "udp") == 0 ? POLICY_UDP : POLICY_TCP;
+		CHECK_EQ(policy_name_denied(p, proto, c->port, c->qname, &v), c->denied);
+		if (c->denied) {
+			CHECK_EQ(v.action, POLICY_DENY);
+			CHECK_EQ(v.line, c->line);
+		} else {
+			CHECK_EQ(v.line, 999); /* untouched */
+		}
+		policy_free(p);
+	}
+}
 
 static void test_names_matter(void)
 {
@@ -1034,6 +1107,8 @@ static int naive_decide(const struct naive_policy *np, bool dns, int proto, cons
 			hit = true;
 		if (rule->protos && !(rule->protos & proto))
 			hit = false;
+		if (!rule->protos && proto == POLICY_UDP && rule->action != 1)
+			hit = false; /* an allow rule without proto is a TCP rule */
 		if (rule->n_ports) {
 			bool in = false;
 			for (int k = 0; k < rule->n_ports; k++)
@@ -1064,7 +1139,8 @@ static bool naive_cidr_allows(const struct naive_policy *np, const struct addr *
 			some_port = some_port || (port >= rule->lo[k] && port <= rule->hi[k]);
 		if (port != 0)
 			all_ports = some_port;
-		bool some_proto = proto == 0 || rule->protos == 0 || (rule->protos & proto);
+		bool some_proto = proto == 0 || (rule->protos ? (rule->protos & proto) != 0
+							      : deny || proto != POLICY_UDP);
 		bool all_protos = proto == 0 ? rule->protos == 0 || rule->protos == 3 : some_proto;
 		if (deny ? all_ports && all_protos : some_port && some_proto)
 			return !deny;
@@ -1273,7 +1349,8 @@ static void test_index_equals_naive(void)
 					   (unsigned)lin.line, (unsigned)want_line, text);
 				break;
 			}
-			int want_action = want < 0 ? (np.fallback ? 1 : 0) : np.rules[want].action;
+			int want_action = want < 0 ? (np.fallback || c.proto == POLICY_UDP ? 1 : 0)
+						   : np.rules[want].action;
 			CHECK_EQ(v.action, want_action == 1 ? POLICY_DENY : POLICY_ALLOW);
 			CHECK_EQ(v.audit, want_action == 2);
 			uint16_t any_port = rnd(2) ? c.port : 0;
@@ -1421,6 +1498,7 @@ static const struct check_test tests[] = {
 	{"load_file", test_load_file},
 	{"decisions", test_decisions},
 	{"names_matter", test_names_matter},
+	{"name_denied", test_name_denied},
 	{"verdict_label", test_verdict_label},
 	{"ranges", test_ranges},
 	{"guard", test_guard},

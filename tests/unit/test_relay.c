@@ -33,6 +33,7 @@ struct world {
 	enum server_kind kind;
 	uint64_t server_received;
 	atomic_int client_done;
+	const char *dns_name; /* what the session's DNS answers say the destination is, or NULL */
 };
 
 static int write_all(loop_sock fd, const uint8_t *p, size_t n) /* for the server */
@@ -80,6 +81,16 @@ static int hook_original_dst(void *ctx, loop_sock s, struct addr *dst, uint16_t 
 	addr_from_bytes(dst, ADDR_V4, lo);
 	*port = w->origin_port;
 	return 0;
+}
+
+static size_t hook_dns_names(void *ctx, const struct addr *dst, const char **names, size_t max)
+{
+	struct world *w = ctx;
+	(void)dst;
+	if (!w->dns_name || max == 0)
+		return 0;
+	names[0] = w->dns_name;
+	return 1;
 }
 
 static int64_t hook_wall_ms(void *ctx)
@@ -166,6 +177,7 @@ struct relay_case {
 	bool origin_fails;
 	size_t send_bytes;
 	const char *opening;  /* the client's first bytes (then filler up to send_bytes) */
+	const char *dns_name; /* the name the session's DNS answers gave the destination */
 	bool wait_first_byte;
 	/* expectations */
 	bool expect_data;    /* the reply arrives in full */
@@ -207,6 +219,32 @@ static const struct relay_case cases[] = {
 	 .policy = "allow domain a.test\nallow cidr 127.0.0.0/8\n", .kind = SERVER_GREET_FIRST,
 	 .send_bytes = 1000, .wait_first_byte = true, .allowed = 1,
 	 .event_part = "\"decision\":\"allow\",\"rule\":\"relay.policy:2\""},
+	/* A name the client sends can deny on its own but never allow on its own. The policy
+	 * lets the guard pass loopback (the cidr rule) but not the connection without a name. */
+	{.name = "Host of an allowed name the session did not resolve: decided without it",
+	 .policy = "allow domain a.test\ndeny port 1-65535\nallow cidr 127.0.0.0/8\n",
+	 .kind = SERVER_ECHO, .send_bytes = 100,
+	 .opening = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", .expect_reset = true, .denied = 1,
+	 .event_part = "\"domain\":\"a.test\",\"domain_src\":\"host\",\"decision\":\"deny\","
+		       "\"rule\":\"relay.policy:2\""},
+	{.name = "Host of an allowed name the session resolved to this address: allowed",
+	 .policy = "allow domain a.test\ndeny port 1-65535\nallow cidr 127.0.0.0/8\n",
+	 .kind = SERVER_ECHO, .send_bytes = 4000, .dns_name = "a.test",
+	 .opening = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", .expect_data = true, .allowed = 1,
+	 .event_part = "\"domain\":\"a.test\",\"domain_src\":\"dns\",\"decision\":\"allow\","
+		       "\"rule\":\"relay.policy:1\""},
+	{.name = "Host of an unlisted name on an address resolved for an allowed one: denied",
+	 .policy = "allow domain a.test\ndeny port 1-65535\nallow cidr 127.0.0.0/8\n",
+	 .kind = SERVER_ECHO, .send_bytes = 100, .dns_name = "a.test",
+	 .opening = "GET / HTTP/1.1\r\nHost: d.test\r\n\r\n", .expect_reset = true, .denied = 1,
+	 .event_part = "\"domain\":\"d.test\",\"domain_src\":\"host\",\"decision\":\"deny\","
+		       "\"rule\":\"relay.policy:2\""},
+	{.name = "Host of a denied name, a cidr rule before allows the address: denied",
+	 .policy = "allow cidr 127.0.0.0/8\ndeny domain b.test\n", .kind = SERVER_ECHO,
+	 .send_bytes = 100, .opening = "GET / HTTP/1.1\r\nHost: b.test\r\n\r\n",
+	 .expect_reset = true, .denied = 1,
+	 .event_part = "\"domain\":\"b.test\",\"domain_src\":\"host\",\"decision\":\"deny\","
+		       "\"rule\":\"relay.policy:2\""},
 	{.name = "guard: a name does not open loopback", .policy = "allow domain a.test\n",
 	 .kind = SERVER_ECHO, .send_bytes = 100,
 	 .opening = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
@@ -224,7 +262,8 @@ static const struct relay_case cases[] = {
 
 static void run_case(const struct relay_case *rc)
 {
-	struct world w = {.kind = rc->kind, .origin_fails = rc->origin_fails};
+	struct world w = {.kind = rc->kind, .origin_fails = rc->origin_fails,
+			  .dns_name = rc->dns_name};
 	struct policy *p = NULL;
 	struct loop *loop = NULL;
 	struct relay *relay = NULL;
@@ -251,7 +290,8 @@ static void run_case(const struct relay_case *rc)
 		.audit = audit,
 		.quiet = true,
 		.peek_timeout_ms = 250, /* short, yet long enough for a client thread under Wine */
-		.hooks = {.ctx = &w, .original_dst = hook_original_dst, .wall_ms = hook_wall_ms},
+		.hooks = {.ctx = &w, .original_dst = hook_original_dst, .wall_ms = hook_wall_ms,
+			  .dns_names = hook_dns_names},
 	};
 	CHECK_EQ(relay_new(&relay, &cfg), 0);
 	/* Two listeners, as a session has (IPv4 and IPv6); the client uses the second. */
