@@ -15,10 +15,11 @@
  *   A `now_ms` below one seen before counts as the largest seen (time never runs backwards).
  *
  * - TTL, clamped. A name stays attributed until now + clamp(ttl) where clamp keeps the TTL within
- *   [min_ttl_s, max_ttl_s] (defaults 60 s and 1 day). The minimum exists because applications
+ *   [min_ttl_s, max_ttl_s] (defaults 5 min and 1 day). The minimum exists because applications
  *   keep answers longer than their TTL (a TTL of 0 is common at CDNs; the JVM caches for 30 s,
- *   Chromium caches getaddrinfo results for 60 s), and a connection that follows such an answer
- *   must still find its name. The maximum bounds how long a stale answer can vouch for an
+ *   Chromium caches getaddrinfo results for 60 s, package managers reuse one lookup across a
+ *   long download queue), and a connection that follows such an answer must still find its
+ *   name: a TLS SNI or Host name allows only when the map confirms it (relay.c). The maximum bounds how long a stale answer can vouch for an
  *   address. Recording a name again keeps the later of the two expiry times.
  *
  * - Several names per address (CDNs serve many names from one address), at most names_per_addr,
@@ -67,7 +68,7 @@
 
 #define DNS_MAP_DEFAULT_CAPACITY 4096
 #define DNS_MAP_DEFAULT_NAMES 8
-#define DNS_MAP_DEFAULT_MIN_TTL_S 60
+#define DNS_MAP_DEFAULT_MIN_TTL_S 300
 #define DNS_MAP_DEFAULT_MAX_TTL_S 86400
 
 struct dns_map_config {
