@@ -7,7 +7,7 @@ if(NOT SLUICE_FUZZ)
   # `sluice run`: the session's wiring; per-platform pieces come from the libraries it links.
   if(WIN32 AND TARGET sluice_capture_windivert)
     add_library(sluice_run STATIC src/session/run.c src/session/run_platform_windows.c)
-    target_link_libraries(sluice_run PUBLIC sluice_proxy sluice_session_windows
+    target_link_libraries(sluice_run PUBLIC sluice_proxy sluice_session_windows iphlpapi
                           sluice_capture_windivert sluice_cli)
   elseif(WIN32)
     # Without the WinDivert capture backend, `run` on Windows says so and exits 125.

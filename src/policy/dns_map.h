@@ -43,9 +43,10 @@
  *   that starts at the question are ignored: an answer cannot vouch for names nobody asked about.
  *   The question's name is recorded last, so it is listed first. The TTL is the address record's.
  *   A question whose name is not a host name records nothing (the proxy refuses such queries).
- *   The map believes the resolver: one that answers "allowed.example A 203.0.113.66" makes that
- *   address pass for allowed.example. The resolver the application chose is as trusted as the
- *   application; --dns-upstream pins one, and the rebinding guard filters private answers.
+ *   The map believes what it is given: one answer "allowed.example A 203.0.113.66" makes that
+ *   address pass for allowed.example. So callers record only answers of resolvers sluice
+ *   trusts (the system's, or --dns-upstream; dns_proxy_config.trusted), never of a resolver
+ *   the session chose, and the rebinding guard filters private answers first.
  *
  * - Threading: none; the map belongs to the event-loop thread.
  */

@@ -140,6 +140,7 @@ struct dns_proxy {
 	uint8_t filtered[DNS_MESSAGE_MAX]; /* an answer rebuilt without guarded addresses */
 	struct dns_message msg; /* scratch: large, so not on the stack */
 	struct dns_message reply;
+	struct addr trusted[DNS_PROXY_MAX_TRUSTED];
 };
 
 static char *dup_text(const char *text)
@@ -489,6 +490,24 @@ static void pick_resolver(const struct dns_proxy *p, const struct capture_endpoi
 	}
 }
 
+/* Records the parsed answer p->reply in the DNS map, when the resolver it came from is trusted
+ * (see dns_proxy_config.trusted). */
+static void record_answer(struct dns_proxy *p, const struct query_info *info)
+{
+	bool trusted = p->cfg.has_upstream;
+	struct addr resolver;
+
+	if (!p->cfg.map)
+		return;
+	addr_unmap_v4(&info->resolver, &resolver);
+	for (size_t i = 0; i < p->cfg.n_trusted && !trusted; i++)
+		trusted = addr_equal(&p->trusted[i], &resolver);
+	if (trusted)
+		dns_map_record_response(p->cfg.map, &p->reply, loop_now(p->cfg.loop));
+	else
+		p->stats.untrusted++;
+}
+
 /* ---- UDP ---- */
 
 static void pending_free(struct pending *q)
@@ -545,8 +564,7 @@ static void on_pending_answer(struct loop *loop, struct loop_io *io, unsigned ev
 			p->stats.malformed++; /* not the answer: keep waiting for it */
 			continue;
 		}
-		if (p->cfg.map)
-			dns_map_record_response(p->cfg.map, &p->reply, loop_now(p->cfg.loop));
+		record_answer(p, &q->info);
 		int rc = p->cfg.capture->ops->udp_send(p->cfg.capture, &q->asked, &q->client, reply,
 							reply_len);
 		p->stats.answered++;
@@ -825,8 +843,7 @@ static bool tcp_forward_io(struct tcp_conn *c)
 		tcp_close(c, "unreadable answer");
 		return false;
 	}
-	if (p->cfg.map)
-		dns_map_record_response(p->cfg.map, &p->reply, loop_now(p->cfg.loop));
+	record_answer(p, &c->info);
 	p->stats.answered++;
 	log_query(p, &c->info, &p->reply, &p->guard, NULL);
 	print_guard(p, &c->info);
@@ -992,6 +1009,13 @@ int dns_proxy_new(struct dns_proxy **out, const struct dns_proxy_config *cfg)
 	if (!p)
 		return -ENOMEM;
 	p->cfg = *cfg;
+	if (cfg->n_trusted > DNS_PROXY_MAX_TRUSTED) {
+		free(p);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < cfg->n_trusted; i++)
+		addr_unmap_v4(&cfg->trusted[i], &p->trusted[i]);
+	p->cfg.trusted = p->trusted;
 	for (int f = 0; f < CAPTURE_FAMILIES; f++) {
 		loop_sock u = cfg->capture->listeners[CAPTURE_DNS_UDP][f].sock;
 		loop_sock t = cfg->capture->listeners[CAPTURE_DNS_TCP][f].sock;

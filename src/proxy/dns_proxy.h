@@ -5,7 +5,8 @@
  * readable), its name decided by policy_decide_dns: a denied name is answered NXDOMAIN locally
  * and never sent upstream; an allowed one is forwarded to the resolver the application asked
  * (its original destination) or to the configured upstream, and the answer goes back to the
- * application as the resolver sent it, its A/AAAA records entering the session's DNS map.
+ * application as the resolver sent it, its A/AAAA records entering the session's DNS map when
+ * the resolver is a trusted one (dns_proxy_config.trusted).
  * A resolver that does not answer leaves the application's query unanswered, so it times out
  * as it would without sluice. One `dns` event per query.
  *
@@ -45,6 +46,7 @@ struct dns_proxy;
 #define DNS_PROXY_MAX_TCP 64       /* DNS-over-TCP connections at once */
 /* Distinct names a session may send upstream (the bound on DNS tunnelling, docs/policy.md). */
 #define DNS_PROXY_MAX_NAMES 10000
+#define DNS_PROXY_MAX_TRUSTED 8
 
 struct dns_proxy_config {
 	struct loop *loop;           /* borrowed */
@@ -58,6 +60,12 @@ struct dns_proxy_config {
 	bool quiet;                  /* no stderr line per denied query */
 	uint32_t timeout_ms;         /* 0: DNS_PROXY_TIMEOUT_MS */
 	uint32_t max_names;          /* 0: DNS_PROXY_MAX_NAMES */
+	/* The resolvers whose answers the DNS map learns from (copied): the system's (sluice's own
+	 * resolv.conf); with has_upstream, every answer counts. An answer from any other resolver
+	 * the application asked is still passed back to it, but not recorded: a resolver of the
+	 * session's choosing could otherwise make any address pass for an allowed name. */
+	const struct addr *trusted;
+	size_t n_trusted;            /* at most DNS_PROXY_MAX_TRUSTED */
 	uint64_t hash_seed;          /* keys the set of names sent; draw it from the OS */
 	void *ctx;                   /* for the hooks */
 	int64_t (*wall_ms)(void *ctx);
@@ -81,10 +89,11 @@ struct dns_proxy_stats {
 	uint64_t refused_names;     /* new names past max_names */
 	uint64_t guarded_answers;   /* answers the guard removed addresses from */
 	uint64_t guarded_addresses; /* addresses it removed */
+	uint64_t untrusted;         /* answers of a resolver not trusted: passed, not recorded */
 };
 
 /* Creates the proxy and starts serving the capture's DNS listeners. Returns 0 and *out (free
- * with dns_proxy_free), or a negative errno. */
+ * with dns_proxy_free), or a negative errno (-EINVAL: more than DNS_PROXY_MAX_TRUSTED). */
 int dns_proxy_new(struct dns_proxy **out, const struct dns_proxy_config *cfg);
 
 /* Stops serving, ends pending queries (their events say "session ended") and frees; NULL ok. */

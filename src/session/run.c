@@ -244,6 +244,11 @@ static int setup(struct run *r)
 		.peer_process = hook_peer_process,
 	};
 	os_random(&dns_cfg.hash_seed, sizeof dns_cfg.hash_seed);
+	struct addr trusted[DNS_PROXY_MAX_TRUSTED];
+	if (!o->has_dns_upstream) {
+		dns_cfg.n_trusted = run_platform_resolvers(trusted, DNS_PROXY_MAX_TRUSTED);
+		dns_cfg.trusted = trusted;
+	}
 	rc = dns_proxy_new(&r->dns, &dns_cfg);
 	if (rc < 0) {
 		log_errno(rc, "run: cannot start the DNS proxy");
@@ -319,6 +324,7 @@ static size_t collect_stats(struct run *r, struct audit_stat *out, size_t max)
 		{"dns_refused_names", (int64_t)ds.refused_names},
 		{"dns_guarded_answers", (int64_t)ds.guarded_answers},
 		{"dns_guarded_addresses", (int64_t)ds.guarded_addresses},
+		{"dns_untrusted_answers", (int64_t)ds.untrusted},
 		{"tcp_guarded", (int64_t)rs.guarded},
 		{"udp_flows_guarded", (int64_t)us.flows_guarded},
 	};

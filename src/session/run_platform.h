@@ -35,6 +35,12 @@ int64_t run_platform_peer_process(struct run_platform *p, struct capture *cap, i
 				  const struct capture_endpoint *seen, const struct addr *dst,
 				  uint16_t dport, char *exe, size_t n);
 
+/* The resolvers this machine is configured with (Linux: sluice's /etc/resolv.conf; Windows:
+ * the DNS servers of the network adapters), up to max, read now: the DNS proxy records only
+ * their answers in the DNS map (dns_proxy_config.trusted). Returns how many; 0 when none can
+ * be found (then only --dns-upstream's answers count). */
+size_t run_platform_resolvers(struct addr *out, size_t max);
+
 /* Releases what run_platform_start set up; accepts NULL. */
 void run_platform_free(struct run_platform *p);
 

@@ -1,9 +1,12 @@
 /* run_platform_linux.c — `sluice run`'s platform part on Linux (run_platform.h). */
 #include "session/run_platform.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "base/log.h"
+#include "base/resolv_conf.h"
 #include "session/attribution.h"
 #include "session/session.h"
 
@@ -63,4 +66,24 @@ void run_platform_free(struct run_platform *p)
 		return;
 	attribution_free(p->attribution);
 	free(p);
+}
+
+size_t run_platform_resolvers(struct addr *out, size_t max)
+{
+	static char text[65536];
+	FILE *f = fopen("/etc/resolv.conf", "re");
+	size_t len, n;
+
+	if (!f) {
+		log_warn_errno(-errno, "run: cannot read /etc/resolv.conf: only --dns-upstream's "
+			       "answers name addresses");
+		return 0;
+	}
+	len = fread(text, 1, sizeof text, f);
+	fclose(f);
+	n = resolv_conf_nameservers(text, len, out, max);
+	if (n == 0)
+		log_warn("run: /etc/resolv.conf names no resolver: only --dns-upstream's answers "
+			 "name addresses");
+	return n;
 }

@@ -4,7 +4,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include <winsock2.h>
+#include <ws2tcpip.h>
 #include <windows.h>
+#include <iphlpapi.h>
 
 #include "base/log.h"
 #include "capture/capture_windivert.h"
@@ -98,4 +101,43 @@ int64_t run_platform_peer_process(struct run_platform *p, struct capture *cap, i
 void run_platform_free(struct run_platform *p)
 {
 	free(p);
+}
+
+size_t run_platform_resolvers(struct addr *out, size_t max)
+{
+	ULONG flags = GAA_FLAG_SKIP_UNICAST | GAA_FLAG_SKIP_ANYCAST | GAA_FLAG_SKIP_MULTICAST |
+		      GAA_FLAG_SKIP_FRIENDLY_NAME;
+	ULONG size = 16384;
+	IP_ADAPTER_ADDRESSES *list = NULL;
+	ULONG rc = ERROR_BUFFER_OVERFLOW;
+	size_t n = 0;
+
+	for (int tries = 0; tries < 3 && rc == ERROR_BUFFER_OVERFLOW; tries++) {
+		free(list);
+		list = malloc(size);
+		if (!list)
+			return 0;
+		rc = GetAdaptersAddresses(AF_UNSPEC, flags, NULL, list, &size);
+	}
+	for (IP_ADAPTER_ADDRESSES *a = rc == NO_ERROR ? list : NULL; a && n < max; a = a->Next) {
+		if (a->OperStatus != IfOperStatusUp)
+			continue;
+		for (IP_ADAPTER_DNS_SERVER_ADDRESS *d = a->FirstDnsServerAddress; d && n < max;
+		     d = d->Next) {
+			const struct sockaddr *sa = d->Address.lpSockaddr;
+			if (sa && sa->sa_family == AF_INET)
+				addr_from_bytes(&out[n++], ADDR_V4,
+						(const uint8_t *)&((const struct sockaddr_in *)sa)
+							->sin_addr);
+			else if (sa && sa->sa_family == AF_INET6)
+				addr_from_bytes(&out[n++], ADDR_V6,
+						(const uint8_t *)&((const struct sockaddr_in6 *)sa)
+							->sin6_addr);
+		}
+	}
+	free(list);
+	if (n == 0)
+		log_warn("run: no DNS server configured: only --dns-upstream's answers name "
+			 "addresses");
+	return n;
 }

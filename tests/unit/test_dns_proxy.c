@@ -198,9 +198,12 @@ struct rig {
 	uint16_t proxy_port, resolver_port;
 };
 
-static bool rig_open_with(struct rig *r, const char *policy, uint32_t max_names)
+/* With trust, the test resolver (127.0.0.1) is one the proxy trusts, as the system's would be. */
+static bool rig_open_trusting(struct rig *r, const char *policy, uint32_t max_names, bool trust)
 {
 	struct dns_map_config mc;
+	static const uint8_t lo[4] = {127, 0, 0, 1};
+	struct addr trusted[2];
 
 	memset(r, 0, sizeof *r);
 	capture_init(&r->cap.base, &test_capture_ops);
@@ -231,8 +234,17 @@ static bool rig_open_with(struct rig *r, const char *policy, uint32_t max_names)
 		.max_names = max_names,
 		.hash_seed = 7,
 	};
+	addr_from_bytes(&trusted[0], ADDR_V4, (const uint8_t[4]){192, 0, 2, 53});
+	addr_from_bytes(&trusted[1], ADDR_V4, lo);
+	cfg.trusted = trusted;
+	cfg.n_trusted = trust ? 2 : 1;
 	CHECK_EQ(dns_proxy_new(&r->proxy, &cfg), 0);
 	return r->proxy != NULL;
+}
+
+static bool rig_open_with(struct rig *r, const char *policy, uint32_t max_names)
+{
+	return rig_open_trusting(r, policy, max_names, true);
 }
 
 static bool rig_open(struct rig *r)
@@ -324,6 +336,38 @@ static void test_allowed_forwarded(void)
 	CHECK_EQ(st.forwarded, 1);
 	CHECK_EQ(st.denied, 0);
 	CHECK_EQ(st.guarded_answers, 0);
+	CHECK_EQ(st.untrusted, 0);
+	rig_close(&r);
+}
+
+/* A resolver the system is not configured with (the session asked it): its answer reaches the
+ * application, but does not enter the DNS map, and is counted. */
+static void test_untrusted_resolver_not_recorded(void)
+{
+	struct rig r;
+	uint8_t q[512], fwd[512], ans[600], got[600];
+	uint16_t proxy_side = 0;
+
+	if (!rig_open_trusting(&r, "allow domain a.test\n", 0, false))
+		return;
+	size_t qlen = make_query(q, 0x4321, "a.test");
+	CHECK_EQ(testsock_udp_send(r.client, q, qlen, r.proxy_port), (long)qlen);
+	long n = pump_until(&r, r.resolver, fwd, sizeof fwd, &proxy_side);
+	CHECK(n > 12);
+	if (n > 12) {
+		size_t alen = make_answer(ans, fwd, (size_t)n);
+		CHECK_EQ(testsock_udp_send(r.resolver, ans, alen, proxy_side), (long)alen);
+	}
+	n = pump_until(&r, r.client, got, sizeof got, NULL);
+	CHECK_EQ(n, (long)make_answer(ans, q, qlen)); /* the application has its answer */
+	struct addr a;
+	const char *const *names = NULL;
+	addr_from_bytes(&a, ADDR_V4, (const uint8_t[4]){192, 0, 2, 77});
+	CHECK_EQ(dns_map_lookup(r.map, &a, loop_now(r.loop), &names), 0);
+	struct dns_proxy_stats st;
+	dns_proxy_get_stats(r.proxy, &st);
+	CHECK_EQ(st.answered, 1);
+	CHECK_EQ(st.untrusted, 1);
 	rig_close(&r);
 }
 
@@ -690,6 +734,7 @@ static void test_guard_parsed(void)
 
 static const struct check_test tests[] = {
 	{"allowed_forwarded", test_allowed_forwarded},
+	{"untrusted_resolver_not_recorded", test_untrusted_resolver_not_recorded},
 	{"denied_nxdomain", test_denied_nxdomain},
 	{"cases", test_cases},
 	{"name_budget", test_name_budget},
