@@ -3,6 +3,7 @@
 # Quiet and idempotent: a machine that has everything pays one dpkg query.
 #   deps.sh            the Linux build and its tests
 #   deps.sh windows    the Windows cross build (mingw-w64) and Wine to run its tests
+#   deps.sh bench      the Linux build, plus the relays `make bench` compares sluice with
 set -euo pipefail
 
 packages=(
@@ -12,9 +13,15 @@ packages=(
   libnetfilter-queue-dev libnftnl-dev   # the divert backend: NFQUEUE, its rule where nft lacks `queue`
   nftables iproute2 procps util-linux python3   # e2e tests: inspect namespaces, drive clients
   dnsmasq-base curl bind9-dnsutils socat openssl jq   # e2e test world: servers and clients
+  busybox-static                     # e2e bypass suite: a statically linked client
 )
 case "${1:-}" in
 "") ;;
+bench)
+  # HAProxy (TCP mode, splice) and socat are the relays beside sluice in bench_paths.sh;
+  # linux-perf profiles sluice there when BENCH_PROFILE=1.
+  packages+=(haproxy linux-perf)
+  ;;
 windows)
   # wine64 runs 64-bit programs; wine adds /usr/bin/wine, wineboot and wineserver. No
   # recommends (X, GL, gstreamer): console tests need none of them.

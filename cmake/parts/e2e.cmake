@@ -15,4 +15,10 @@ foreach(mode netns divert)
            COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/test_escape.sh $<TARGET_FILE:sluice> ${mode})
   set_tests_properties(e2e_escape_${mode} PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77
                        RUN_SERIAL TRUE)
+  # A session tries every way around the capture (IP literals, forged SNI and Host, rebinding
+  # answers, its own resolver, QUIC, ICMP, a static client, a daemon, the listeners themselves).
+  add_test(NAME e2e_bypass_${mode}
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/test_bypass.sh $<TARGET_FILE:sluice> ${mode})
+  set_tests_properties(e2e_bypass_${mode} PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77
+                       RUN_SERIAL TRUE)
 endforeach()

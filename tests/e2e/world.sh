@@ -21,6 +21,7 @@
 #     TCP 443  HTTPS, certificate for a.test b.test *.wild.test 198.51.100.10 from a fresh CA
 #              (WORLD_DIR/ca.pem); the body adds "sni=NAME"
 #     UDP 7    echo on 198.51.100.10, 198.51.100.20, 2001:db8:2::10: "echo X from ADDR"
+#     UDP 443  echo on 198.51.100.10, 198.51.100.20 (socat): "udp443 X from ADDR"
 #     TCP 81   on 198.51.100.10: nothing listens (refused)
 #     TCP 82   on 198.51.100.10 / 2001:db8:2::10: dropped (a blackhole)
 #     UDP/TCP 53 on 203.0.113.53, 2001:db8:2::53: dnsmasq, authoritative for the names above
@@ -186,11 +187,16 @@ world_up() {
 	world_spawn "$WORLD_DIR/servers.out" python3 "$here/servers.py" --big "$WORLD_BIG" \
 		--cert "$WORLD_DIR/server.pem" --key "$WORLD_DIR/server.key" \
 		--udp 198.51.100.10 --udp 198.51.100.20 --udp 2001:db8:2::10
+	# UDP 443 (where QUIC goes): one socat per address, so that replies leave from it.
+	for a in 198.51.100.10 198.51.100.20; do
+		world_spawn "$WORLD_DIR/udp443-$a.out" socat "UDP4-RECVFROM:443,bind=$a,fork" \
+			SYSTEM:"echo \"udp443 \$(cat) from $a\""
+	done
 
 	if ! poll_file "$WORLD_DIR/servers.out" ready ||
-	   ! poll 100 world_resolves; then
+	   ! poll 100 world_resolves || ! poll 100 world_udp443; then
 		echo "world.sh: the servers did not come up:" >&2
-		cat "$WORLD_DIR/servers.out" "$WORLD_DIR/dnsmasq.out" >&2
+		cat "$WORLD_DIR/servers.out" "$WORLD_DIR/dnsmasq.out" "$WORLD_DIR"/udp443-*.out >&2
 		return 1
 	fi
 }
@@ -198,6 +204,10 @@ world_up() {
 world_resolves() {
 	[ "$(in_servers dig @203.0.113.53 +time=1 +tries=1 +short a.test 2>/dev/null)" \
 		= 198.51.100.10 ]
+}
+
+world_udp443() {
+	[ "$(in_servers ss -Hlun 'sport = :443' | wc -l)" = 2 ]
 }
 
 world_down() {
