@@ -335,8 +335,8 @@ int audit_open(struct audit **out, const char *path, const char *session_id)
 	if (!session_id_ok(session_id))
 		return -EINVAL;
 	/* Portable C has no open(2) mode: a new file gets 0666 less the umask. Callers that want
-	 * 0600 set their umask (sluice does) or create the file beforehand. Binary mode keeps
-	 * "\n" line ends on Windows too. */
+	 * 0600 create the file beforehand (sluice run does: os_create_private_file). Binary mode
+	 * keeps "\n" line ends on Windows too. */
 	errno = 0;
 	f = fopen(path, "ab");
 	if (!f)

@@ -3,6 +3,8 @@
 #include "base/os.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -25,5 +27,15 @@ int os_random(void *buf, size_t n)
 		}
 		done += (size_t)got;
 	}
+	return 0;
+}
+
+int os_create_private_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return errno == EEXIST ? 0 : -errno;
+	close(fd);
 	return 0;
 }

@@ -1714,7 +1714,7 @@ static int wdc_join(struct capture *cap)
 }
 
 const struct capture_ops capture_windivert = {
-	.name = "divert",
+	.name = "windivert",
 	.open = wdc_open,
 	.tcp_original_dst = wdc_tcp_original_dst,
 	.udp_recv = wdc_udp_recv,

@@ -163,6 +163,9 @@ static int setup(struct run *r)
 
 	make_session_id(r->id, sizeof r->id);
 	if (o->audit_path) {
+		/* the trail lists every host the session reached: a new one is the owner's only */
+		if (strcmp(o->audit_path, "-") != 0)
+			os_create_private_file(o->audit_path);
 		rc = audit_open(&r->audit, o->audit_path, r->id);
 		if (rc < 0) {
 			log_errno(rc, "run: cannot open the audit trail %s", o->audit_path);
@@ -340,10 +343,8 @@ static size_t collect_stats(struct run *r, struct audit_stat *out, size_t max)
 	return n;
 }
 
-static void log_session_end(struct run *r, int status)
+static void log_session_end(struct run *r, int status, const struct audit_stat *stats, size_t n)
 {
-	struct audit_stat stats[RUN_MAX_STATS];
-	size_t n = collect_stats(r, stats, RUN_MAX_STATS);
 	if (r->opts->stats) {
 		fprintf(stderr, "sluice: session counters (%s mode):\n",
 			r->capture ? r->capture->ops->name : "no capture");
@@ -362,12 +363,22 @@ static void log_session_end(struct run *r, int status)
 	audit_log_session_end(r->audit, &ev);
 }
 
-/* Frees in about the reverse order of setup; every step accepts what was never made. */
-static void teardown(struct run *r)
+/* Ends the proxies: what is still open or pending is reported (close events, "session ended")
+ * and freed. Accepts what was never made, and being called twice. */
+static void end_proxies(struct run *r)
 {
 	udp_relay_free(r->udp);
 	dns_proxy_free(r->dns);
 	relay_free(r->relay);
+	r->udp = NULL;
+	r->dns = NULL;
+	r->relay = NULL;
+}
+
+/* Frees in about the reverse order of setup; every step accepts what was never made. */
+static void teardown(struct run *r)
+{
+	end_proxies(r);
 	if (r->capture) /* first: its threads may call into the session and platform part */
 		r->capture->ops->close(r->capture); /* and before the loop it may watch on */
 	session_free(r->session); /* before the platform part its callbacks use */
@@ -409,8 +420,13 @@ int session_run(const struct run_options *opts, const struct policy *policy)
 	status = result->exit_status;
 	for (int i = 0; i < DRAIN_ITERATIONS && loop_run_once(r.loop, 0) > 0; i++)
 		;
-done:
-	log_session_end(&r, status);
+done:;
+	/* The counters are taken when COMMAND has ended; the events of what the end of the session
+	 * cut short come next; session_end is the trail's last line. */
+	struct audit_stat stats[RUN_MAX_STATS];
+	size_t n_stats = collect_stats(&r, stats, RUN_MAX_STATS);
+	end_proxies(&r);
+	log_session_end(&r, status, stats, n_stats);
 	teardown(&r);
 	return status;
 }

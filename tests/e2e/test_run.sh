@@ -302,6 +302,7 @@ check "one session id throughout" 1 "$(audit "$t" .session | sort -u | wc -l)"
 check "every ts is RFC 3339 UTC with ms" 0 \
 	"$(audit "$t" '.ts | test("^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$") | not' |
 		grep -c true || true)"
+check "a new trail is readable by its owner only" 600 "$(stat -c %a "$t")"
 check "first session_start, last session_end" "session_start session_end" \
 	"$(audit "$t" .event | sed -n '1p;$p' | oneline)"
 check "session_start: command and mode" "sh $mode" \
@@ -357,6 +358,28 @@ check "... and the dns event says the query went unanswered" "allow 203.0.113.54
 		| "\(.decision) \(.resolver) \(.answers | tojson) \(.error != null)"')"
 echo "     (measured: refused in ${refused_ms} ms, blackhole given up in ${hole_ms} ms," \
 	"silent resolver ${silent_ms} ms — each the whole session)"
+# COMMAND ends while a query is still waiting for that resolver: the query's event (cut short
+# by the end of the session) comes before session_end, which stays the trail's last line.
+# A query to the silent resolver, then one to the world's: both reach the DNS proxy's listener
+# in that order, so once the second is answered the first is waiting upstream.
+cat >"$tmp/cut.py" <<'EOF'
+import socket, struct
+def query(qid, name):
+    q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0\0\1\0\1"
+    return q
+silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+silent.sendto(query(1, "a.test"), ("203.0.113.54", 53))
+world = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+world.settimeout(10)
+world.sendto(query(2, "a.test"), ("203.0.113.53", 53))
+print("answered" if world.recv(512)[:2] == b"\0\2" else "other")
+EOF
+srun --audit "$tmp/cut.jsonl" -- python3 "$tmp/cut.py" >/dev/null 2>&1 || true
+check "a query cut short by the session's end: its event, then session_end last" \
+	"dns null|dns session ended|session_end" \
+	"$(audit "$tmp/cut.jsonl" 'select(.event != "session_start")
+		| if .event == "dns" then "dns \(.error)" else .event end' | paste -sd'|')"
 
 echo "# many connections at once, sluice at a descriptor limit of 256"
 cat >"$tmp/flood.py" <<'EOF'
