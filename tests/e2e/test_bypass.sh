@@ -57,35 +57,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-passed=0
-failed=0
-check() { # NAME EXPECTED ACTUAL
-	if [ "$2" = "$3" ]; then
-		passed=$((passed + 1))
-		echo "ok   $1"
-	else
-		failed=$((failed + 1))
-		echo "FAIL $1"
-		echo "       expected: $2"
-		echo "       actual:   $3"
-	fi
-}
-
-# How a client's attempt ended, from curl's (or busybox wget's) exit status: sluice refuses
-# (divert) or accepts and resets (netns).
-fail_kind() {
-	case $1 in
-	0) echo ok ;;
-	7 | 35 | 52 | 56) echo refused-or-reset ;;
-	6) echo no-such-name ;;
-	28) echo timed-out ;;
-	*) echo "exit $1" ;;
-	esac
-}
-
-oneline() {
-	tr '\n' ' ' | sed 's/ $//'
-}
+# shellcheck source=SCRIPTDIR/checks.sh
+. "$here/checks.sh"
 
 # One session in the world, at most 60 s, with the policy $policy (default bypass.policy); rules
 # are labelled FILE:LINE.
@@ -630,5 +603,4 @@ check "the world's nftables ruleset is empty" "" "$(in_world nft list ruleset)"
 check "the host's nftables ruleset is unchanged" "$(cat "$tmp/host-nft.before")" \
 	"$(nft list ruleset)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_done

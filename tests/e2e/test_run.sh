@@ -50,39 +50,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-passed=0
-failed=0
-check() { # NAME EXPECTED ACTUAL
-	if [ "$2" = "$3" ]; then
-		passed=$((passed + 1))
-		echo "ok   $1"
-	else
-		failed=$((failed + 1))
-		echo "FAIL $1"
-		echo "       expected: $2"
-		echo "       actual:   $3"
-	fi
-}
-
-# How a client's attempt ended, from curl's exit status: the comparisons stay exact while the
-# connection may be refused by sluice (divert mode) or accepted and then reset (netns mode).
-fail_kind() {
-	case $1 in
-	0) echo ok ;;
-	7 | 35 | 52 | 56) echo refused-or-reset ;;
-	6) echo no-such-name ;;
-	28) echo timed-out ;;
-	*) echo "exit $1" ;;
-	esac
-}
-
-oneline() {
-	tr '\n' ' ' | sed 's/ $//'
-}
-
-now_ms() {
-	echo $(($(date +%s%N) / 1000000))
-}
+# shellcheck source=SCRIPTDIR/checks.sh
+. "$here/checks.sh"
 
 # One session in the world with the suite's policy and mode, at most 60 s. sluice runs in $tmp,
 # so rules are labelled world.policy:LINE.
@@ -953,5 +922,4 @@ check "... the two malformed ones counted, never forwarded" "2 0" \
 	"$(audit "$tmp/long.jsonl" 'select(.event == "session_end") | .stats.dns_malformed') $(
 		grep -cE 'a{64}|b{57}' "$tmp/dnsmasq.log" || true)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_done

@@ -42,24 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-check() { # NAME EXPECTED ACTUAL
-	if [ "$2" = "$3" ]; then
-		passed=$((passed + 1))
-		echo "ok   $1"
-	else
-		failed=$((failed + 1))
-		echo "FAIL $1"
-		echo "       expected: $2"
-		echo "       actual:   $3"
-	fi
-}
-
-# Joins stdin's lines with single spaces.
-oneline() {
-	tr '\n' ' ' | sed 's/ $//'
-}
+# shellcheck source=SCRIPTDIR/checks.sh
+. "$(cd "$(dirname "$0")" && pwd)/checks.sh"
 
 # Polls until FILE contains TEXT, at most 10 s.
 wait_for() {
@@ -315,5 +299,4 @@ check "no process of any session is left" "" "$(pgrep -f "$tmp" || true)"
 check "host nftables ruleset unchanged" "$(cat "$tmp/host-nft.before")" "$(nft list ruleset)"
 check "host links unchanged" "$(cat "$tmp/host-link.before")" "$(ip -o link)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_done
