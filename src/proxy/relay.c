@@ -330,16 +330,14 @@ static void decide_on_stream_name(struct conn *c, const char *stream_name,
 	c->unverified = c->verdict.action != POLICY_ALLOW;
 }
 
-/* The decision, on the stream's name if one was found (decide_on_stream_name), else on the
- * session's DNS answers for the destination; then deny, or dial. */
-static void conn_decide(struct conn *c, const char *stream_name, enum audit_domain_src src)
+/* The verdict, on the stream's name if one was found (decide_on_stream_name), else on the
+ * session's DNS answers for the destination: c->verdict, c->domain, c->domain_src. */
+static void conn_verdict(struct conn *c, const char *stream_name, enum audit_domain_src src)
 {
 	struct relay *r = c->relay;
 	const char *names[RELAY_MAX_NAMES];
 	size_t n_names = 0;
 
-	loop_timer_stop(r->cfg.loop, &c->timer);
-	loop_io_stop(r->cfg.loop, &c->client_io);
 	if (r->cfg.hooks.dns_names)
 		n_names = r->cfg.hooks.dns_names(r->cfg.hooks.ctx, &c->dst, names, RELAY_MAX_NAMES);
 	if (stream_name) {
@@ -355,7 +353,29 @@ static void conn_decide(struct conn *c, const char *stream_name, enum audit_doma
 		c->domain_src = AUDIT_SRC_DNS;
 		c->domain = n_names ? dup_text(names[0]) : NULL;
 	}
+}
 
+/* A connection that ends before its decision (the client went away while sluice waited for its
+ * first bytes, or the session ended): still one `connect` event, with what the decision would
+ * have been without a name from the stream, and why nothing was relayed. */
+static void conn_abandon(struct conn *c, const char *why)
+{
+	loop_timer_stop(c->relay->cfg.loop, &c->timer);
+	loop_io_stop(c->relay->cfg.loop, &c->client_io);
+	conn_verdict(c, NULL, AUDIT_SRC_NONE);
+	log_connect(c, why);
+	net_reset(c->client);
+	conn_free(c);
+}
+
+/* The decision (conn_verdict); then deny, or dial. */
+static void conn_decide(struct conn *c, const char *stream_name, enum audit_domain_src src)
+{
+	struct relay *r = c->relay;
+
+	loop_timer_stop(r->cfg.loop, &c->timer);
+	loop_io_stop(r->cfg.loop, &c->client_io);
+	conn_verdict(c, stream_name, src);
 	if (c->verdict.action != POLICY_ALLOW) {
 		r->stats.denied++;
 		if (c->verdict.guard)
@@ -407,8 +427,7 @@ static void on_peek_io(struct loop *loop, struct loop_io *io, unsigned events)
 		return;
 	if (n < 0) {
 		/* The client reset or failed before saying anything useful: nothing to relay. */
-			net_reset(c->client);
-		conn_free(c);
+		conn_abandon(c, "closed by the client before the decision");
 		return;
 	}
 	c->early_len += (size_t)n;
@@ -548,6 +567,8 @@ void relay_free(struct relay *r)
 		struct conn *c = r->conns;
 		if (c->state == CONN_RELAYING) {
 			relay_close(c, "session ended", true);
+		} else if (c->state == CONN_PEEKING) {
+			conn_abandon(c, "session ended");
 		} else {
 			if (c->state == CONN_DIALING)
 				log_connect(c, "session ended");

@@ -179,6 +179,35 @@ check "... the SNI agrees with the session's DNS answer" "a.test dns allow world
 	"$(audit "$tmp/sniok.jsonl" 'select(.event == "connect")
 		| "\(.domain) \(.domain_src) \(.decision) \(.rule)"')"
 
+# A client that resets while sluice waits for its first bytes: nothing to relay, but the
+# connection is still recorded, with the decision it would have had without a name.
+cat >"$tmp/rst.py" <<'EOF'
+import socket, struct
+s = socket.create_connection(("198.51.100.10", 80), timeout=10)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+print("reset")
+EOF
+# The allowed request after it keeps the session alive until sluice has taken the first one
+# (its listener accepts in order).
+srun --audit "$tmp/rst.jsonl" -- sh -c "python3 '$tmp/rst.py'; curl -s --max-time 10 \
+	http://a.test/" >/dev/null 2>&1 || true
+# netns: the kernel still knows where the reset connection was going, so it is decided and
+# recorded. divert: when the reset arrives before sluice takes the connection, the socket has no
+# peer any more and the engine has closed the flow, so it can only be counted (tcp_no_origin);
+# which comes first is a race, and exactly one of the two must happen.
+if [ "$mode" = netns ]; then
+	check "a client that resets before sending anything: still a connect event, and why" \
+		"198.51.100.10 deny default closed by the client before the decision" \
+		"$(audit "$tmp/rst.jsonl" 'select(.event == "connect" and .error != null)
+			| "\(.dst) \(.decision) \(.rule) \(.error)"')"
+else
+	check "a client that resets before sending anything: recorded, or counted as no origin" 1 \
+		"$(($(audit "$tmp/rst.jsonl" 'select(.event == "session_end") | .stats.tcp_no_origin') +
+			$(audit "$tmp/rst.jsonl" 'select(.event == "connect" and .error != null)
+				| .error' | grep -c "closed by the client before the decision")))"
+fi
+
 echo "# DNS"
 check "UDP DNS through the resolver the session asked" 198.51.100.10 \
 	"$(srun -- dig +time=2 +tries=1 +short a.test)"
