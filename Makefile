@@ -52,15 +52,19 @@ check: deps
 	$(MAKE) --no-print-directory fuzz
 	@JOBS=$(JOBS) scripts/check_windows.sh
 
-build-release/CMakeCache.txt:
-	$(CMAKE) -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+# The optimised build the benchmarks run; the table's JSON copy goes to build/bench/results.json.
+# BENCH_SECONDS, BENCH_REPEAT, BENCH_PATHS, ... tune scripts/bench_paths.sh (see its header).
+BENCH_BUILD ?= build-release
 
-bench: deps build-release/CMakeCache.txt
-	$(CMAKE) --build build-release -j$(JOBS)
-	@scripts/bench.sh build-release
+$(BENCH_BUILD)/CMakeCache.txt:
+	$(CMAKE) -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+
+bench: deps $(BENCH_BUILD)/CMakeCache.txt
+	@scripts/deps.sh bench
+	$(CMAKE) --build $(BENCH_BUILD) -j$(JOBS)
+	@scripts/bench.sh $(BENCH_BUILD)
 	@echo
-	@BENCH_JSON=build-release/bench/modes.json \
-		scripts/bench_modes.sh build-release/sluice build-release/tools/netbench || [ $$? = 77 ]
+	@scripts/bench_paths.sh $(BENCH_BUILD)/sluice $(BENCH_BUILD)/tools/netbench || [ $$? = 77 ]
 
 demo: deps sluice
 	@scripts/demo.sh build/sluice

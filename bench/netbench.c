@@ -1,17 +1,28 @@
-/* netbench.c — the load tool of scripts/bench_modes.sh: a bulk sink and request/response server,
- * and the clients that measure bulk throughput and connections per second through it.
+/* netbench.c — the load tool of scripts/bench_paths.sh: servers, and the clients that measure
+ * bulk throughput, connections per second with their latency, idle connections and DNS queries.
  *
- *   netbench serve PORT                        until SIGINT or SIGTERM, on [::] and 0.0.0.0
- *   netbench bulk ADDR PORT SECONDS STREAMS    prints bulk_bytes_per_s=N ...
- *   netbench rr ADDR PORT SECONDS CONCURRENCY  prints conns_per_s=N errors=N ...
+ *   netbench serve PORT                         until SIGINT or SIGTERM, on [::] and 0.0.0.0
+ *   netbench [--hold] bulk ADDR PORT SECONDS STREAMS    bulk_bytes_per_s=N ...
+ *   netbench [--hold] rr ADDR PORT SECONDS CONCURRENCY  conns_per_s=N errors=N ttfb_p50_us=X ...
+ *   netbench idle ADDR PORT COUNT SECONDS       idle_conns=N errors=N ..., then holds them
+ *   netbench [--hold] dns ADDR PORT SECONDS INFLIGHT NAME  dns_queries_per_s=N p50_us=X ...
  *
- * One exchange per connection, chosen by its first byte:
+ * One exchange per TCP connection, chosen by its first byte:
  *   'B' then any bytes until the client's EOF: the server answers the number of bytes it
  *       received (the 'B' included) as 8 bytes, most significant first, and closes.
  *   'R' and 99 more bytes: the server answers 1024 bytes and closes.
+ *   'I': the server answers 'i' and keeps the connection, silent, until the client's EOF.
+ * rr records each exchange's connect-to-first-byte time (from socket() to the answer's first
+ * byte) in a log-linear histogram (1/128 of a power of two wide: under 0.8 % error) and prints
+ * its percentiles. idle opens COUNT connections, each confirmed end to end by the 'i', prints
+ * its line, and holds them until SIGTERM or SIGINT (at most SECONDS). dns sends A queries for
+ * NAME over UDP, INFLIGHT at a time, and times each answer. With --hold a client, once its line
+ * is printed, waits for SIGTERM or SIGINT (at most HOLD_MAX_S) before it exits, so that whoever
+ * started it can read a relay's counters while the relay still runs.
  * Every wait is bounded (STEP_TIMEOUT_MS without progress, DRAIN_TIMEOUT_MS for a bulk count),
- * and so is the server (MAX_CONNS connections, each closed after IDLE_TIMEOUT_S of silence).
- * Clients are threads with non-blocking sockets and poll(); the server is one epoll loop.
+ * and so is the server (MAX_CONNS connections; those that are not 'I' are closed after
+ * IDLE_TIMEOUT_S of silence). TCP clients are threads with non-blocking sockets and poll(), or
+ * (idle) one epoll loop; the server is one epoll loop.
  */
 #define _GNU_SOURCE /* accept4 */
 
@@ -28,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,20 +50,49 @@ enum {
 	COUNT_SIZE = 8,
 	CHUNK_SIZE = 128 * 1024,    /* one send() of a bulk stream */
 	SINK_SIZE = 256 * 1024,     /* one read() of the server */
-	MAX_CONNS = 4096,           /* connections the server holds at once; more are shed */
+	MAX_CONNS = 32768,          /* connections the server holds at once; more are shed */
 	MAX_EVENTS = 256,
 	ACCEPTS_PER_WAKE = 64,
 	MAX_SECONDS = 600,
 	MAX_STREAMS = 256,
 	MAX_CONCURRENCY = 1024,
+	MAX_IDLE = 100000,          /* connections one idle client holds */
+	IDLE_PARALLEL = 128,        /* idle connections being opened at once */
+	MAX_INFLIGHT = 1024,        /* DNS queries in flight; a power of two (the id's low bits) */
 	STEP_TIMEOUT_MS = 5000,     /* connect, or one send/recv making no progress */
 	DRAIN_TIMEOUT_MS = 30000,   /* a bulk count: it waits for every relay on the way to drain */
+	OPEN_TIMEOUT_MS = 120000,   /* an idle client's whole opening */
+	DNS_TIMEOUT_MS = 1000,      /* a query unanswered this long is lost */
 	IDLE_TIMEOUT_S = 10,
+	HOLD_MAX_S = 120,
 	THREAD_STACK = 256 * 1024,
 	ERRLEN = 160,
+	DNS_HEADER = 12,
+	DNS_QUERY_MAX = 512,
+	HIST_SUB_BITS = 7,          /* 128 buckets per power of two */
+	HIST_SUB = 1 << HIST_SUB_BITS,
+	HIST_TOP_BIT = 40,          /* nanoseconds: values from 2^40 ns (18 minutes) are clamped */
+	HIST_BUCKETS = (HIST_TOP_BIT - HIST_SUB_BITS + 1) * HIST_SUB,
 };
 
 static const int64_t NS = 1000000000;
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/* SIGINT and SIGTERM set `stop` instead of ending the process. */
+static void catch_stop_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
 
 static int64_t now_ns(void)
 {
@@ -77,6 +118,91 @@ static int parse_int(const char *s, long min, long max, long *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+/* Raises the descriptor limit to its hard limit (idle clients and the server hold many). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Waits for SIGTERM or SIGINT (caught by catch_stop_signals), at most seconds. */
+static void hold(int seconds)
+{
+	int64_t until = now_ns() + (int64_t)seconds * NS;
+
+	while (!stop && now_ns() < until)
+		poll(NULL, 0, 50);
+}
+
+/* ---- Latency histogram ---- */
+
+/* Counts of durations in nanoseconds: exact below 2^HIST_SUB_BITS, then HIST_SUB buckets per
+ * power of two. */
+struct hist {
+	uint64_t total;
+	uint32_t count[HIST_BUCKETS];
+};
+
+static int hist_index(int64_t v)
+{
+	uint64_t u = v < 0 ? 0 : (uint64_t)v;
+	int bit;
+
+	if (u >= (uint64_t)1 << HIST_TOP_BIT)
+		u = ((uint64_t)1 << HIST_TOP_BIT) - 1;
+	if (u < HIST_SUB)
+		return (int)u;
+	bit = 63 - __builtin_clzll(u);
+	return (bit - HIST_SUB_BITS + 1) * HIST_SUB +
+	       (int)((u >> (bit - HIST_SUB_BITS)) & (HIST_SUB - 1));
+}
+
+/* The middle of bucket i, in nanoseconds. */
+static double hist_value(int i)
+{
+	int shift;
+
+	if (i < HIST_SUB)
+		return i;
+	shift = i / HIST_SUB - 1;
+	return (double)(((uint64_t)(HIST_SUB + i % HIST_SUB)) << shift) +
+	       (double)((uint64_t)1 << shift) / 2.0 - 0.5;
+}
+
+static void hist_add(struct hist *h, int64_t ns)
+{
+	h->count[hist_index(ns)]++;
+	h->total++;
+}
+
+static void hist_merge(struct hist *into, const struct hist *h)
+{
+	for (int i = 0; i < HIST_BUCKETS; i++)
+		into->count[i] += h->count[i];
+	into->total += h->total;
+}
+
+/* The q-quantile (0 < q <= 1) in microseconds, or 0 for an empty histogram. */
+static double hist_quantile_us(const struct hist *h, double q)
+{
+	uint64_t rank = (uint64_t)(q * (double)h->total + 0.999999), seen = 0;
+
+	if (h->total == 0)
+		return 0;
+	if (rank == 0)
+		rank = 1;
+	for (int i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->count[i];
+		if (seen >= rank)
+			return hist_value(i) / 1000.0;
+	}
+	return hist_value(HIST_BUCKETS - 1) / 1000.0;
 }
 
 /* ---- Client side ---- */
@@ -187,13 +313,16 @@ static int send_all(int fd, const void *buf, size_t len)
 }
 
 /* Reads until EOF into buf (at most cap bytes; more is -EPROTO), each wait at most timeout_ms.
+ * When first_at is not NULL it receives the time the first byte arrived (0 if none did).
  * Returns the number of bytes read or a negative errno. */
-static ssize_t recv_to_eof(int fd, void *buf, size_t cap, int timeout_ms)
+static ssize_t recv_to_eof(int fd, void *buf, size_t cap, int timeout_ms, int64_t *first_at)
 {
 	unsigned char *p = buf;
 	size_t got = 0;
 	unsigned char extra;
 
+	if (first_at)
+		*first_at = 0;
 	for (;;) {
 		ssize_t n = got < cap ? recv(fd, p + got, cap - got, 0) : recv(fd, &extra, 1, 0);
 		if (n == 0)
@@ -201,6 +330,8 @@ static ssize_t recv_to_eof(int fd, void *buf, size_t cap, int timeout_ms)
 		if (n > 0) {
 			if (got == cap)
 				return -EPROTO;
+			if (got == 0 && first_at)
+				*first_at = now_ns();
 			got += (size_t)n;
 			continue;
 		}
@@ -213,6 +344,25 @@ static ssize_t recv_to_eof(int fd, void *buf, size_t cap, int timeout_ms)
 			return n;
 	}
 }
+
+/* Starts run(arg) on a thread of THREAD_STACK bytes. Returns 0 or an errno (also on stderr). */
+static int spawn(pthread_t *thread, void *(*run)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	int rc;
+
+	rc = pthread_attr_init(&attr);
+	if (rc == 0) {
+		pthread_attr_setstacksize(&attr, THREAD_STACK);
+		rc = pthread_create(thread, &attr, run, arg);
+		pthread_attr_destroy(&attr);
+	}
+	if (rc)
+		fprintf(stderr, "netbench: cannot start a thread: %s\n", strerror(rc));
+	return rc;
+}
+
+/* ---- bulk ---- */
 
 /* The payload every bulk send() starts from: any bytes do, as long as a stream starts with 'B'. */
 static unsigned char payload[CHUNK_SIZE];
@@ -265,7 +415,7 @@ static void *stream_run(void *arg)
 		snprintf(s->err, sizeof s->err, "shutdown: %s", strerror(errno));
 		goto out;
 	}
-	got = recv_to_eof(fd, count, sizeof count, DRAIN_TIMEOUT_MS);
+	got = recv_to_eof(fd, count, sizeof count, DRAIN_TIMEOUT_MS, NULL);
 	if (got != COUNT_SIZE) {
 		snprintf(s->err, sizeof s->err, "reading the server's count: %s",
 			 got < 0 ? strerror((int)-got) : "short answer");
@@ -280,78 +430,6 @@ static void *stream_run(void *arg)
 out:
 	close(fd);
 	return NULL;
-}
-
-/* One closed-loop rr client: one exchange after another until `until`. */
-struct worker {
-	pthread_t thread;
-	const struct target *target;
-	int64_t until;
-	uint64_t done;     /* exchanges completed before until */
-	uint64_t errors;
-	char err[ERRLEN];  /* the first error */
-};
-
-/* One connection: connect, send the request, read the whole answer and the server's close.
- * Returns 0 or a negative errno (-EPROTO: a wrong answer); what failed goes to what. */
-static int exchange(const struct target *t, const char **what)
-{
-	static const unsigned char request[REQUEST_SIZE] = { 'R' };
-	unsigned char answer[ANSWER_SIZE];
-	ssize_t got;
-	int fd, rc;
-
-	*what = "connect";
-	fd = dial(t);
-	if (fd < 0)
-		return fd;
-	*what = "send";
-	rc = send_all(fd, request, sizeof request);
-	if (rc == 0) {
-		*what = "answer";
-		got = recv_to_eof(fd, answer, sizeof answer, STEP_TIMEOUT_MS);
-		if (got < 0)
-			rc = (int)got;
-		else if (got != ANSWER_SIZE)
-			rc = -EPROTO;
-	}
-	close(fd);
-	return rc;
-}
-
-static void *worker_run(void *arg)
-{
-	struct worker *w = arg;
-
-	while (now_ns() < w->until) {
-		const char *what;
-		int rc = exchange(w->target, &what);
-		if (rc == 0) {
-			if (now_ns() <= w->until)
-				w->done++;
-			continue;
-		}
-		if (w->errors++ == 0)
-			snprintf(w->err, sizeof w->err, "%s: %s", what, strerror(-rc));
-	}
-	return NULL;
-}
-
-/* Starts run(arg) on a thread of THREAD_STACK bytes. Returns 0 or an errno (also on stderr). */
-static int spawn(pthread_t *thread, void *(*run)(void *), void *arg)
-{
-	pthread_attr_t attr;
-	int rc;
-
-	rc = pthread_attr_init(&attr);
-	if (rc == 0) {
-		pthread_attr_setstacksize(&attr, THREAD_STACK);
-		rc = pthread_create(thread, &attr, run, arg);
-		pthread_attr_destroy(&attr);
-	}
-	if (rc)
-		fprintf(stderr, "netbench: cannot start a thread: %s\n", strerror(rc));
-	return rc;
 }
 
 static int bulk_main(const struct target *t, int seconds, int n)
@@ -398,16 +476,83 @@ static int bulk_main(const struct target *t, int seconds, int n)
 	return errors ? 1 : 0;
 }
 
+/* ---- rr ---- */
+
+/* One closed-loop rr client: one exchange after another until `until`. */
+struct worker {
+	pthread_t thread;
+	const struct target *target;
+	int64_t until;
+	uint64_t done;     /* exchanges completed before until */
+	uint64_t errors;
+	char err[ERRLEN];  /* the first error */
+	struct hist ttfb;  /* connect-to-first-byte of the exchanges counted in done */
+};
+
+/* One connection: connect, send the request, read the whole answer and the server's close.
+ * Returns 0 or a negative errno (-EPROTO: a wrong answer); what failed goes to what, the
+ * connect-to-first-byte time to *ttfb. */
+static int exchange(const struct target *t, const char **what, int64_t *ttfb)
+{
+	static const unsigned char request[REQUEST_SIZE] = { 'R' };
+	unsigned char answer[ANSWER_SIZE];
+	int64_t start = now_ns(), first = 0;
+	ssize_t got;
+	int fd, rc;
+
+	*what = "connect";
+	fd = dial(t);
+	if (fd < 0)
+		return fd;
+	*what = "send";
+	rc = send_all(fd, request, sizeof request);
+	if (rc == 0) {
+		*what = "answer";
+		got = recv_to_eof(fd, answer, sizeof answer, STEP_TIMEOUT_MS, &first);
+		if (got < 0)
+			rc = (int)got;
+		else if (got != ANSWER_SIZE)
+			rc = -EPROTO;
+	}
+	close(fd);
+	*ttfb = first - start;
+	return rc;
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+
+	while (now_ns() < w->until) {
+		const char *what;
+		int64_t ttfb;
+		int rc = exchange(w->target, &what, &ttfb);
+		if (rc == 0) {
+			if (now_ns() <= w->until) {
+				w->done++;
+				hist_add(&w->ttfb, ttfb);
+			}
+			continue;
+		}
+		if (w->errors++ == 0)
+			snprintf(w->err, sizeof w->err, "%s: %s", what, strerror(-rc));
+	}
+	return NULL;
+}
+
 static int rr_main(const struct target *t, int seconds, int n)
 {
 	struct worker *workers = calloc((size_t)n, sizeof *workers);
+	struct hist *all = calloc(1, sizeof *all);
 	uint64_t done = 0, errors = 0;
 	int64_t start;
-	int started, i;
+	int started, i, rc;
 	const char *first = NULL;
 
-	if (!workers) {
+	if (!workers || !all) {
 		fprintf(stderr, "netbench: out of memory\n");
+		free(workers);
+		free(all);
 		return 1;
 	}
 	start = now_ns();
@@ -422,16 +567,307 @@ static int rr_main(const struct target *t, int seconds, int n)
 		pthread_join(workers[i].thread, NULL);
 		done += workers[i].done;
 		errors += workers[i].errors;
+		hist_merge(all, &workers[i].ttfb);
 		if (!first && workers[i].err[0])
 			first = workers[i].err;
 	}
-	printf("conns_per_s=%.0f errors=%" PRIu64 " conns=%" PRIu64 " seconds=%d concurrency=%d\n",
-	       (double)done / seconds, errors, done, seconds, started);
+	printf("conns_per_s=%.0f errors=%" PRIu64 " conns=%" PRIu64 " seconds=%d concurrency=%d"
+	       " ttfb_p50_us=%.1f ttfb_p90_us=%.1f ttfb_p99_us=%.1f\n",
+	       (double)done / seconds, errors, done, seconds, started,
+	       hist_quantile_us(all, 0.50), hist_quantile_us(all, 0.90),
+	       hist_quantile_us(all, 0.99));
 	if (first)
 		fprintf(stderr, "netbench: %" PRIu64 " failed exchanges, first: %s\n", errors,
 			first);
+	rc = done > 0 && started == n ? 0 : 1;
 	free(workers);
-	return done > 0 && started == n ? 0 : 1;
+	free(all);
+	return rc;
+}
+
+/* ---- idle ---- */
+
+enum idle_state {
+	IDLE_CONNECTING = 1,
+	IDLE_ACK,     /* 'I' sent, waiting for the server's 'i' */
+	IDLE_OPEN,
+	IDLE_FAILED,
+};
+
+struct idle_conn {
+	int fd;
+	enum idle_state state;
+};
+
+/* Moves c on after an epoll event; returns true when c is done opening (open or failed). */
+static bool idle_step(int ep, struct idle_conn *c, int *first_err)
+{
+	int soerr = 0, err = 0;
+	socklen_t sl = sizeof soerr;
+	unsigned char ack;
+	ssize_t n;
+
+	if (c->state == IDLE_CONNECTING) {
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+			soerr = errno;
+		if (soerr == 0 && send(c->fd, "I", 1, MSG_NOSIGNAL) == 1) {
+			struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+			c->state = IDLE_ACK;
+			if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+				return false;
+		}
+		err = soerr ? soerr : errno;
+	} else {
+		n = recv(c->fd, &ack, 1, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return false;
+		if (n == 1 && ack == 'i') {
+			epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+			c->state = IDLE_OPEN;
+			return true;
+		}
+		err = n < 0 ? errno : EPROTO;
+	}
+	if (!*first_err)
+		*first_err = err ? err : EIO;
+	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	c->state = IDLE_FAILED;
+	return true;
+}
+
+/* Starts the connect of c. Returns 0, or a negative errno with c failed. */
+static int idle_start(int ep, const struct target *t, struct idle_conn *c)
+{
+	struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
+	int err;
+
+	c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	if (connect(c->fd, (const struct sockaddr *)&t->sa, t->len) < 0 && errno != EINPROGRESS) {
+		err = -errno;
+		goto fail;
+	}
+	c->state = IDLE_CONNECTING;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) == 0)
+		return 0;
+	err = -errno;
+fail:
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->state = IDLE_FAILED;
+	return err;
+}
+
+static int idle_main(const struct target *t, int count, int seconds)
+{
+	struct idle_conn *conns = calloc(count > 0 ? (size_t)count : 1, sizeof *conns);
+	struct epoll_event events[MAX_EVENTS];
+	int64_t start = now_ns(), deadline = ms_later(OPEN_TIMEOUT_MS);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int next = 0, busy = 0, done = 0, opened = 0, first_err = 0, i;
+
+	if (!conns || ep < 0) {
+		fprintf(stderr, "netbench: %s\n", conns ? strerror(errno) : "out of memory");
+		free(conns);
+		return 1;
+	}
+	while (done < count && !stop && now_ns() < deadline) {
+		int n;
+
+		while (next < count && busy < IDLE_PARALLEL) {
+			int rc = idle_start(ep, t, &conns[next++]);
+			if (rc < 0) {
+				first_err = first_err ? first_err : -rc;
+				done++;
+			} else {
+				busy++;
+			}
+		}
+		n = epoll_wait(ep, events, MAX_EVENTS, 100);
+		for (i = 0; i < n; i++)
+			if (idle_step(ep, events[i].data.ptr, &first_err)) {
+				busy--;
+				done++;
+			}
+	}
+	for (i = 0; i < count; i++) {
+		if (conns[i].state == IDLE_OPEN) {
+			opened++;
+		} else if (conns[i].fd >= 0) {
+			close(conns[i].fd);
+			conns[i].fd = -1;
+		}
+	}
+	printf("idle_conns=%d errors=%d open_seconds=%.3f\n", opened, count - opened,
+	       (double)(now_ns() - start) / (double)NS);
+	fflush(stdout);
+	if (opened < count)
+		fprintf(stderr, "netbench: %d of %d idle connections failed, first: %s\n",
+			count - opened, count, first_err ? strerror(first_err) : "timed out");
+	hold(seconds);
+	for (i = 0; i < count; i++)
+		if (conns[i].fd >= 0)
+			close(conns[i].fd);
+	close(ep);
+	free(conns);
+	return opened == count ? 0 : 1;
+}
+
+/* ---- dns ---- */
+
+/* A DNS query for the A record of name with the given id into buf (DNS_QUERY_MAX bytes).
+ * Returns its length, or -EINVAL for a name that is not a host name of at most 253 bytes. */
+static int dns_build(unsigned char *buf, const char *name, uint16_t id)
+{
+	size_t len = DNS_HEADER, name_len = strlen(name);
+	const char *label = name;
+
+	if (name_len == 0 || name_len > 253)
+		return -EINVAL;
+	memset(buf, 0, DNS_HEADER);
+	buf[0] = (unsigned char)(id >> 8);
+	buf[1] = (unsigned char)id;
+	buf[2] = 0x01; /* RD */
+	buf[5] = 1;    /* QDCOUNT */
+	while (*label) {
+		const char *dot = strchr(label, '.');
+		size_t n = dot ? (size_t)(dot - label) : strlen(label);
+		if (n == 0 || n > 63)
+			return -EINVAL;
+		buf[len++] = (unsigned char)n;
+		memcpy(buf + len, label, n);
+		len += n;
+		label += n + (dot ? 1 : 0);
+	}
+	buf[len++] = 0;
+	buf[len++] = 0;
+	buf[len++] = 1; /* QTYPE A */
+	buf[len++] = 0;
+	buf[len++] = 1; /* QCLASS IN */
+	return (int)len;
+}
+
+struct dns_slot {
+	int64_t sent_at; /* 0: free */
+	uint16_t id;
+};
+
+/* Reads every answer waiting on fd. */
+static void dns_collect(int fd, struct dns_slot *slots, int64_t until, struct hist *h,
+			uint64_t *answered, uint64_t *errors, int *busy)
+{
+	unsigned char buf[DNS_QUERY_MAX];
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		int64_t now = now_ns();
+		struct dns_slot *s;
+		uint16_t id;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				++*errors; /* ICMP unreachable, reported on the next call */
+			return;
+		}
+		if (n < DNS_HEADER || !(buf[2] & 0x80))
+			continue;
+		id = (uint16_t)(buf[0] << 8 | buf[1]);
+		s = &slots[id & (MAX_INFLIGHT - 1)];
+		if (!s->sent_at || s->id != id)
+			continue; /* an answer to a query already counted lost */
+		if (now <= until) {
+			if ((buf[3] & 0x0f) == 0 && (buf[6] | buf[7]))
+				++*answered;
+			else
+				++*errors;
+			hist_add(h, now - s->sent_at);
+		}
+		s->sent_at = 0;
+		--*busy;
+	}
+}
+
+static int dns_main(const struct target *t, int seconds, int inflight, const char *name)
+{
+	struct dns_slot *slots = calloc(MAX_INFLIGHT, sizeof *slots);
+	struct hist *h = calloc(1, sizeof *h);
+	unsigned char query[DNS_QUERY_MAX];
+	uint64_t answered = 0, lost = 0, errors = 0;
+	int64_t start = now_ns(), until = start + (int64_t)seconds * NS, last_sweep = start;
+	int fd = -1, busy = 0, rc = 1, len;
+	unsigned gen = 0;
+
+	if (!slots || !h) {
+		fprintf(stderr, "netbench: out of memory\n");
+		goto out;
+	}
+	len = dns_build(query, name, 0);
+	if (len < 0) {
+		fprintf(stderr, "netbench: '%s' is not a host name\n", name);
+		goto out;
+	}
+	fd = socket(t->sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (const struct sockaddr *)&t->sa, t->len) < 0) {
+		fprintf(stderr, "netbench: udp socket: %s\n", strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		int64_t now = now_ns();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (now >= until && (busy == 0 || now >= until + (int64_t)DNS_TIMEOUT_MS * 1000000))
+			break;
+		for (int i = 0; now < until && busy < inflight && i < inflight; i++) {
+			struct dns_slot *s = &slots[i];
+			if (s->sent_at)
+				continue;
+			s->id = (uint16_t)((gen++ % (65536 / MAX_INFLIGHT)) * MAX_INFLIGHT +
+					   (unsigned)i);
+			query[0] = (unsigned char)(s->id >> 8);
+			query[1] = (unsigned char)s->id;
+			if (send(fd, query, (size_t)len, 0) != len) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+					errors++;
+				break;
+			}
+			s->sent_at = now_ns();
+			busy++;
+		}
+		if (poll(&p, 1, 10) > 0)
+			dns_collect(fd, slots, until, h, &answered, &errors, &busy);
+		now = now_ns();
+		if (now - last_sweep >= 10 * 1000000) {
+			for (int i = 0; i < inflight; i++)
+				if (slots[i].sent_at &&
+				    now - slots[i].sent_at > (int64_t)DNS_TIMEOUT_MS * 1000000) {
+					slots[i].sent_at = 0;
+					busy--;
+					lost++;
+				}
+			last_sweep = now;
+		}
+	}
+	printf("dns_queries_per_s=%.0f answered=%" PRIu64 " lost=%" PRIu64 " errors=%" PRIu64
+	       " inflight=%d p50_us=%.1f p99_us=%.1f\n", (double)answered / seconds, answered,
+	       lost, errors, inflight, hist_quantile_us(h, 0.50), hist_quantile_us(h, 0.99));
+	if (lost || errors)
+		fprintf(stderr, "netbench: %" PRIu64 " queries lost, %" PRIu64 " failed\n", lost,
+			errors);
+	rc = answered > 0 ? 0 : 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(slots);
+	free(h);
+	return rc;
 }
 
 /* ---- Server side ---- */
@@ -442,6 +878,7 @@ enum conn_state {
 	CONN_REQUEST,  /* reading the rest of a 100-byte request */
 	CONN_SINK,     /* discarding a bulk stream until EOF */
 	CONN_ANSWER,   /* writing the answer, then closing */
+	CONN_IDLE,     /* an idle client's: kept, without a timeout, until its EOF */
 };
 
 struct conn {
@@ -461,13 +898,6 @@ static int free_slots[MAX_CONNS];
 static int n_free;
 static unsigned char sink[SINK_SIZE];
 static unsigned char answer_bytes[ANSWER_SIZE];
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
 
 static void conn_close(struct conn *c)
 {
@@ -535,11 +965,20 @@ static void conn_read(int ep, struct conn *c)
 			c->state = CONN_SINK;
 		} else if (sink[0] == 'R' && n <= REQUEST_SIZE) {
 			c->state = CONN_REQUEST;
+		} else if (sink[0] == 'I' && n == 1) {
+			/* A fresh socket's buffer always takes one byte. */
+			if (send(c->fd, "i", 1, MSG_NOSIGNAL) != 1)
+				conn_close(c);
+			else
+				c->state = CONN_IDLE;
+			return;
 		} else {
 			conn_close(c);
 			return;
 		}
 	}
+	if (c->state == CONN_IDLE)
+		return;
 	if (c->state == CONN_SINK) {
 		c->received += (uint64_t)n;
 		return;
@@ -573,7 +1012,8 @@ static void accept_some(int ep, int lfd, int64_t now)
 static void close_idle(int64_t now)
 {
 	for (int i = 0; i < MAX_CONNS; i++)
-		if (conns[i].state != CONN_FREE && now - conns[i].last_active > IDLE_TIMEOUT_S * NS)
+		if (conns[i].state != CONN_FREE && conns[i].state != CONN_IDLE &&
+		    now - conns[i].last_active > IDLE_TIMEOUT_S * NS)
 			conn_close(&conns[i]);
 }
 
@@ -613,12 +1053,9 @@ static int serve_main(uint16_t port)
 {
 	static struct epoll_event events[MAX_EVENTS];
 	struct epoll_event lev = { .events = EPOLLIN, .data.u32 = MAX_CONNS };
-	struct sigaction sa = { .sa_handler = on_signal };
 	int64_t last_sweep = now_ns();
 	int lfd, ep;
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	for (int i = 0; i < MAX_CONNS; i++) {
 		conns[i].fd = -1;
 		free_slots[i] = MAX_CONNS - 1 - i;
@@ -677,33 +1114,63 @@ static int usage(void)
 {
 	fprintf(stderr,
 		"usage: netbench serve PORT\n"
-		"       netbench bulk ADDR PORT SECONDS STREAMS\n"
-		"       netbench rr ADDR PORT SECONDS CONCURRENCY\n");
+		"       netbench [--hold] bulk ADDR PORT SECONDS STREAMS\n"
+		"       netbench [--hold] rr ADDR PORT SECONDS CONCURRENCY\n"
+		"       netbench idle ADDR PORT COUNT SECONDS\n"
+		"       netbench [--hold] dns ADDR PORT SECONDS INFLIGHT NAME\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
 	struct target t;
-	long port, seconds, n;
-	bool bulk;
+	long port, a, b;
+	bool want_hold = false;
+	const char *mode;
+	int rc;
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if (argc == 3 && strcmp(argv[1], "serve") == 0) {
 		if (parse_int(argv[2], 1, 65535, &port) < 0)
 			return usage();
+		catch_stop_signals();
 		return serve_main((uint16_t)port);
 	}
-	if (argc != 6)
+	if (argc > 1 && strcmp(argv[1], "--hold") == 0) {
+		/* A signal during the measurement cuts the hold short, not the measurement. */
+		catch_stop_signals();
+		want_hold = true;
+		argv++;
+		argc--;
+	}
+	if (argc < 6)
 		return usage();
-	bulk = strcmp(argv[1], "bulk") == 0;
-	if (!bulk && strcmp(argv[1], "rr") != 0)
+	mode = argv[1];
+	if (target_parse(&t, argv[2], argv[3]) < 0)
 		return usage();
-	if (target_parse(&t, argv[2], argv[3]) < 0 ||
-	    parse_int(argv[4], 1, MAX_SECONDS, &seconds) < 0 ||
-	    parse_int(argv[5], 1, bulk ? MAX_STREAMS : MAX_CONCURRENCY, &n) < 0)
+	if (strcmp(mode, "idle") == 0) {
+		if (argc != 6 || want_hold || parse_int(argv[4], 0, MAX_IDLE, &a) < 0 ||
+		    parse_int(argv[5], 1, MAX_SECONDS, &b) < 0)
+			return usage();
+		catch_stop_signals();
+		return idle_main(&t, (int)a, (int)b);
+	}
+	if (parse_int(argv[4], 1, MAX_SECONDS, &a) < 0)
 		return usage();
-	if (bulk)
-		return bulk_main(&t, (int)seconds, (int)n);
-	return rr_main(&t, (int)seconds, (int)n);
+	if (strcmp(mode, "bulk") == 0 && argc == 6 &&
+	    parse_int(argv[5], 1, MAX_STREAMS, &b) == 0)
+		rc = bulk_main(&t, (int)a, (int)b);
+	else if (strcmp(mode, "rr") == 0 && argc == 6 &&
+		 parse_int(argv[5], 1, MAX_CONCURRENCY, &b) == 0)
+		rc = rr_main(&t, (int)a, (int)b);
+	else if (strcmp(mode, "dns") == 0 && argc == 7 &&
+		 parse_int(argv[5], 1, MAX_INFLIGHT, &b) == 0)
+		rc = dns_main(&t, (int)a, (int)b, argv[6]);
+	else
+		return usage();
+	fflush(stdout);
+	if (want_hold)
+		hold(HOLD_MAX_S);
+	return rc;
 }

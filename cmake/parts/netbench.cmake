@@ -1,6 +1,7 @@
-# netbench: the load tool of scripts/bench_modes.sh (a bulk sink and request/response server, and
-# their clients). A tool driven by that script, not a micro-benchmark: it goes to tools/, where
-# scripts/bench.sh, which runs every binary in bench/ without arguments, does not look.
+# netbench: the load tool of scripts/bench_paths.sh (servers, and the clients that measure bulk
+# throughput, connections/s with their latency, idle connections and DNS queries). A tool driven by
+# that script, not a micro-benchmark: it goes to tools/, where scripts/bench.sh, which runs every
+# binary in bench/ without arguments, does not look.
 if(SLUICE_FUZZ OR NOT CMAKE_SYSTEM_NAME STREQUAL "Linux")
   return()
 endif()
