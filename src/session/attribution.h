@@ -14,16 +14,21 @@
  *      empty namespace, because both walk the host-wide hash table; a netlink dump (used only
  *      when the destination is unknown) costs 0.3 to 0.5 ms per family. IPv4 lookups also find
  *      IPv6 sockets that carry IPv4 (::ffff:a.b.c.d), as the kernel's own delivery does.
- *   2. a session process with a descriptor `socket:[INODE]`: first the session processes found
- *      earlier, most recently matched first, their descriptors newest (highest) first; then, on
- *      a miss, the rest of /proc, newest pid first, remembering the session processes it meets.
+ *   2. a session process with a descriptor `socket:[INODE]`: first the sockets earlier scans
+ *      read (each scan reads all of a process's descriptors and remembers every socket inode
+ *      and its holder, so the connections accepted in one burst cost one scan); then the
+ *      session processes found earlier, most recently matched first, their descriptors from the
+ *      highest down; then, on a miss, the rest of /proc, newest pid first, remembering the
+ *      session processes it meets.
  *      A process belongs to the session when its PID namespace is the session init's, or
  *      nested below it; sluice itself (and everything else on the host) never qualifies, even
  *      for sockets it holds inside the session's network namespace.
  * Measured with ~300 processes on the machine and 11 session processes of ~25 descriptors:
- * about 35 us when the owner is the process matched last and the socket its newest descriptor;
- * each session process searched before the owner adds about 100 us (3-4 us a descriptor); a
- * miss that goes through /proc costs about 1 ms (some 2.5 us per process on the machine).
+ * about 35 us when the owner is the process matched last, plus 3-4 us per descriptor it holds
+ * (a new socket takes the lowest free descriptor, so it is anywhere in the table); each session
+ * process searched before the owner adds about 100 us; a miss that goes through /proc costs
+ * about 1 ms (some 2.5 us per process on the machine). A socket a scan already read costs a
+ * hash lookup and the session check of its holder.
  * Every step is bounded (the ATTRIBUTION_MAX_* constants below); a process that exits
  * meanwhile is skipped. Descriptors of threads that unshared their descriptor table
  * (clone without CLONE_FILES) are not examined. When several processes share the socket

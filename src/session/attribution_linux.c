@@ -66,6 +66,20 @@ struct flow_key {
 	uint16_t remote_port;
 };
 
+/* Socket inodes read from session processes' descriptors, and who held them: a scan reads
+ * every descriptor of a process (not only up to the one it looks for) and remembers its
+ * sockets, so that the other connections made before the scan (those accepted in the same
+ * burst) are found without reading /proc again. Inode numbers of sockets are not reused
+ * while the machine runs (a 32-bit counter would have to wrap), so an entry stays true for as
+ * long as its process holds the socket; a process that exited is checked for at each hit.
+ * Open addressing, cleared whole when three quarters full. */
+#define SEEN_SOCKETS 16384
+
+struct seen_socket {
+	uint64_t inode; /* 0: empty */
+	int pid;
+};
+
 struct attribution {
 	int root_pid;
 	int diag; /* NETLINK_SOCK_DIAG socket in the session's network namespace; -1 until needed */
@@ -79,6 +93,8 @@ struct attribution {
 	size_t n_pids;
 	int *proc_pids; /* scratch: ATTRIBUTION_MAX_PROC_ENTRIES */
 	int *fds;       /* scratch: ATTRIBUTION_MAX_FDS */
+	struct seen_socket *seen; /* SEEN_SOCKETS slots: socket inode -> session pid */
+	size_t n_seen;
 	uint32_t buf[DIAG_BUFFER_SIZE / sizeof(uint32_t)];
 };
 
@@ -129,7 +145,8 @@ int attribution_new(struct attribution **out, int root_pid)
 		a->verdicts[i].fd = -1;
 	a->proc_pids = malloc(ATTRIBUTION_MAX_PROC_ENTRIES * sizeof *a->proc_pids);
 	a->fds = malloc(ATTRIBUTION_MAX_FDS * sizeof *a->fds);
-	if (!a->proc_pids || !a->fds) {
+	a->seen = calloc(SEEN_SOCKETS, sizeof *a->seen);
+	if (!a->proc_pids || !a->fds || !a->seen) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -168,6 +185,7 @@ void attribution_free(struct attribution *a)
 			close(a->verdicts[i].fd);
 	free(a->proc_pids);
 	free(a->fds);
+	free(a->seen);
 	free(a);
 }
 
@@ -484,8 +502,39 @@ static int parse_number(const char *name)
 	return value;
 }
 
-/* Whether pid holds a descriptor to one of the candidates, newest descriptors first. Returns
- * 1 or 0; -ESRCH when the process is gone. Uses up *budget (descriptors examined). */
+static size_t seen_slot(uint64_t inode)
+{
+	return (size_t)((inode * 0x9e3779b97f4a7c15u) >> 50) & (SEEN_SOCKETS - 1);
+}
+
+static void seen_add(struct attribution *a, uint64_t inode, int pid)
+{
+	size_t i = seen_slot(inode);
+
+	if (a->n_seen >= SEEN_SOCKETS / 4 * 3) {
+		memset(a->seen, 0, SEEN_SOCKETS * sizeof *a->seen);
+		a->n_seen = 0;
+	}
+	while (a->seen[i].inode && a->seen[i].inode != inode)
+		i = (i + 1) & (SEEN_SOCKETS - 1);
+	if (!a->seen[i].inode)
+		a->n_seen++;
+	a->seen[i] = (struct seen_socket){ inode, pid };
+}
+
+/* The pid a scan saw holding inode, 0 when none. */
+static int seen_pid(const struct attribution *a, uint64_t inode)
+{
+	for (size_t i = seen_slot(inode); a->seen[i].inode; i = (i + 1) & (SEEN_SOCKETS - 1))
+		if (a->seen[i].inode == inode)
+			return a->seen[i].pid;
+	return 0;
+}
+
+/* Whether pid holds a descriptor to one of the candidates, newest descriptors first; every
+ * socket read on the way is remembered (seen_add), the whole table of descriptors read even
+ * after a match while the budget lasts. Returns 1 or 0; -ESRCH when the process is gone. Uses
+ * up *budget (descriptors examined). */
 static int holds_candidate(struct attribution *a, int pid, const struct candidates *c,
 			   size_t *budget)
 {
@@ -510,7 +559,7 @@ static int holds_candidate(struct attribution *a, int pid, const struct candidat
 		if (fd >= 0)
 			a->fds[n++] = fd;
 	}
-	while (n > 0 && *budget > 0 && !found) {
+	while (n > 0 && *budget > 0) {
 		char name[16];
 		ssize_t len;
 		uint64_t inode;
@@ -521,7 +570,10 @@ static int holds_candidate(struct attribution *a, int pid, const struct candidat
 		if (len <= 0 || (size_t)len >= sizeof link)
 			continue;
 		inode = socket_inode(link, (size_t)len);
-		for (size_t i = 0; inode && i < c->n; i++)
+		if (!inode)
+			continue;
+		seen_add(a, inode, pid);
+		for (size_t i = 0; i < c->n; i++)
 			if (c->inode[i] == inode)
 				found = 1;
 	}
@@ -671,7 +723,14 @@ int64_t attribution_lookup(struct attribution *a, const struct attribution_flow 
 		return err;
 	if (c.n == 0)
 		return 0;
-	pid = search_cached(a, &c, &budget);
+	pid = 0;
+	for (size_t i = 0; i < c.n && !pid; i++) {
+		pid = seen_pid(a, c.inode[i]);
+		if (pid && in_session(a, pid) != 1)
+			pid = 0;
+	}
+	if (pid == 0)
+		pid = search_cached(a, &c, &budget);
 	if (pid == 0)
 		pid = search_all(a, &c, &budget);
 	if (pid > 0)

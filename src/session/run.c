@@ -61,6 +61,9 @@ static int hook_original_dst(void *ctx, loop_sock accepted, struct addr *dst, ui
 	return 0;
 }
 
+/* The process behind a flow, for the audit trail only: without one, the hook is not given to
+ * the proxies at all (on Linux a lookup reads the session processes' descriptors, the largest
+ * per-connection cost; docs/performance.md). */
 static int64_t hook_peer_process(void *ctx, int proto, const struct addr *peer, uint16_t port,
 				 const struct addr *dst, uint16_t dport, char *exe, size_t n)
 {
@@ -216,7 +219,7 @@ static int setup(struct run *r)
 		.hooks = {
 			.ctx = r,
 			.original_dst = hook_original_dst,
-			.peer_process = hook_peer_process,
+			.peer_process = r->audit ? hook_peer_process : NULL,
 			.dns_names = hook_dns_names,
 			.wall_ms = hook_wall_ms,
 		},
@@ -244,7 +247,7 @@ static int setup(struct run *r)
 		.quiet = o->quiet,
 		.ctx = r,
 		.wall_ms = hook_wall_ms,
-		.peer_process = hook_peer_process,
+		.peer_process = r->audit ? hook_peer_process : NULL,
 	};
 	os_random(&dns_cfg.hash_seed, sizeof dns_cfg.hash_seed);
 	struct addr trusted[DNS_PROXY_MAX_TRUSTED];
@@ -267,7 +270,7 @@ static int setup(struct run *r)
 		.quiet = o->quiet,
 		.ctx = r,
 		.wall_ms = hook_wall_ms,
-		.peer_process = hook_peer_process,
+		.peer_process = r->audit ? hook_peer_process : NULL,
 	};
 	rc = udp_relay_new(&r->udp, &udp_cfg);
 	if (rc < 0) {
