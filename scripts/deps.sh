@@ -28,7 +28,7 @@ windows)
   packages=(cmake make gcc-mingw-w64-x86-64 wine wine64)
   ;;
 *)
-  echo "usage: $0 [windows]" >&2
+  echo "usage: $0 [windows|bench]" >&2
   exit 2
   ;;
 esac
