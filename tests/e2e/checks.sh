@@ -7,6 +7,10 @@
 #                                (netns), and both read "refused-or-reset"
 #   oneline                      stdin's lines joined by spaces
 #   now_ms                       the wall clock in milliseconds
+#   suite_start SCRIPT SLUICE MODE TOOL...
+#                                a world suite's arguments and needs: sets $sluice (absolute)
+#                                and $mode (default SLUICE_MODE, else netns); exits 2 on bad
+#                                usage, 77 (skipped) without root or one of the TOOLs
 
 passed=0
 failed=0
@@ -44,4 +48,26 @@ oneline() {
 
 now_ms() {
 	echo $(($(date +%s%N) / 1000000))
+}
+
+suite_start() {
+	local script=$1 tool
+	sluice=$2
+	mode=${3:-${SLUICE_MODE:-netns}}
+	shift 3
+	if [ -z "$sluice" ] || [ ! -x "$sluice" ]; then
+		echo "usage: $script PATH/TO/sluice [netns|divert]" >&2
+		exit 2
+	fi
+	sluice=$(cd "$(dirname "$sluice")" && pwd)/$(basename "$sluice")
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: needs root (network namespaces)"
+		exit 77
+	fi
+	for tool in "$@"; do
+		if ! command -v "$tool" >/dev/null; then
+			echo "SKIP: $tool not installed (scripts/deps.sh installs it)"
+			exit 77
+		fi
+	done
 }

@@ -14,25 +14,11 @@
 # Needs root; exits 77 (skipped) otherwise. Every session is bounded by timeout(1).
 set -e
 
-sluice=$1
-mode=${2:-${SLUICE_MODE:-netns}}
-if [ -z "$sluice" ] || [ ! -x "$sluice" ]; then
-	echo "usage: $0 PATH/TO/sluice [netns|divert]" >&2
-	exit 2
-fi
-sluice=$(cd "$(dirname "$sluice")" && pwd)/$(basename "$sluice")
-if [ "$(id -u)" != 0 ]; then
-	echo "SKIP: needs root (network namespaces)"
-	exit 77
-fi
-for tool in ip nft curl dig dnsmasq socat openssl python3 jq timeout pgrep sha256sum prlimit; do
-	if ! command -v "$tool" >/dev/null; then
-		echo "SKIP: $tool not installed (scripts/deps.sh installs it)"
-		exit 77
-	fi
-done
-
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/checks.sh
+. "$here/checks.sh"
+suite_start "$0" "${1:-}" "${2:-}" ip nft curl dig dnsmasq socat \
+	openssl python3 jq timeout pgrep sha256sum prlimit
 # shellcheck source=SCRIPTDIR/world.sh
 . "$here/world.sh"
 
@@ -50,8 +36,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# shellcheck source=SCRIPTDIR/checks.sh
-. "$here/checks.sh"
 
 # One session in the world with the suite's policy and mode, at most 60 s. sluice runs in $tmp,
 # so rules are labelled world.policy:LINE.
